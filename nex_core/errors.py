@@ -1,0 +1,39 @@
+"""The exceptions nex_core raises for bad input. Torch-free.
+
+Every message names the file or setting at fault and says what to do. Front ends (the CLI, the Blender
+add-on) catch :class:`NexError` and show its message without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NexError(Exception):
+    """Base class: an error the user can fix; its message says how."""
+
+
+class SceneError(NexError):
+    """A scene directory is missing, empty or inconsistent (images, poses, bounds)."""
+
+
+class ImageError(SceneError):
+    """An image file cannot be read or does not match the others."""
+
+
+class PoseError(SceneError):
+    """Camera poses are missing, malformed, non-finite or do not match the images."""
+
+
+class ConfigError(NexError):
+    """A setting or preset is invalid."""
+
+
+class CheckpointError(NexError):
+    """A checkpoint is corrupt, from another version, or from an incompatible configuration."""
+
+
+class FormatError(NexError):
+    """A file written by nex (baked MPI, events) has an unknown version or inconsistent contents."""
+
+
+class TrainingError(NexError):
+    """Training cannot continue (for example the loss became non-finite)."""
