@@ -1,0 +1,224 @@
+"""Run configuration: every setting of a training run, its presets, and its TOML form. Torch-free.
+
+A run directory's ``config.toml`` is written before training starts and holds every field below, so
+``nex train --config RUN/config.toml`` repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ConfigError
+
+CONFIG_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    """Which scene and how it is read."""
+
+    scene: str = ""  # scene directory (images/ + poses_bounds.npy | sparse/0 | transforms.json)
+    width: int = 0  # resize images to this width (0: keep the files' width)
+    holdout: int = 8  # every holdout-th image is a test view (0: none)
+    ref_image: str = ""  # reference view by file name or stem ("": the view nearest the mean camera)
+    dmin: float = 0.0  # nearest plane depth (0: from planes.txt or the scene bounds)
+    dmax: float = 0.0  # farthest plane depth (0: from planes.txt or the scene bounds)
+    invz: str = "auto"  # plane spacing: "auto" (scene's choice), "true" (inverse depth), "false" (depth)
+    offset: int = -1  # MPI padding in pixels (-1: planes.txt, else offset_fraction * width)
+    offset_fraction: float = 0.2  # default padding as a fraction of the image width (reference: 200/1008)
+    min_images: int = 12  # refuse scenes with fewer images
+
+
+@dataclass
+class ModelConfig:
+    """The NeX network and the MPI's shape."""
+
+    layers: int = 16  # planes groups that share coefficients and k0 (reference: 16)
+    sublayers: int = 12  # planes per layer (reference: 12; 16 x 12 = 192 planes)
+    hidden: int = 384  # width of the coefficient MLP F_theta
+    mlp_layers: int = 4  # hidden->hidden layers of F_theta after its input layer (reference: 4)
+    pos_level: int = 10  # positional-encoding frequencies of x, y (2^pos_level >= MPI size)
+    depth_level: int = 8  # positional-encoding frequencies of the plane index
+    lrelu_slope: float = 0.01
+    sigmoid_offset: float = 5.0  # alpha = sigmoid(logit - sigmoid_offset)
+    basis: str = "learned"  # "learned" (G_phi), "sh" (real spherical harmonics), "fourier"
+    basis_out: int = 8  # N, the number of basis functions / coefficients per colour channel
+    basis_hidden: int = 64
+    basis_mlp_layers: int = 1  # hidden->hidden layers of G_phi after its input layer
+    basis_order: int = 3  # positional-encoding frequencies of the view direction
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, logging and checkpoints."""
+
+    steps: int = 60000
+    rays: int = 8000  # rays per step (drawn as L-shaped triples)
+    images_per_step: int = 1  # training images the rays are drawn from each step (reference: 1)
+    lr: float = 1e-3  # coefficient MLP
+    lr_k0: float = 1e-2  # explicit k0 (reference: 10 x lr)
+    lr_basis: float = 1e-3  # basis MLP (reference: grouped with the coefficient MLP)
+    decay_rate: float = 0.1
+    decay_every: int = 0  # steps between decays (0: a third of the steps, as the reference)
+    tv_weight: float = 0.03  # total variation of k0
+    grad_weight: float = 0.05  # L1 of finite differences over the L-shaped triples
+    seed: int = 1
+    device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16"
+    log_every: int = 10  # steps between progress events
+    eval_every: int = 0  # steps between held-out PSNR events (0: only at the end)
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    render_chunk: int = 4096  # rays per chunk when rendering whole images
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs."""
+
+    preset: str = "paper"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    version: int = CONFIG_VERSION
+
+
+def _paper() -> RunConfig:
+    return RunConfig(preset="paper", data=DataConfig(width=1008))
+
+
+def _fast() -> RunConfig:
+    """A CPU-friendly setting: 32 planes, smaller MLP, rays from many images, faster k0/basis rates."""
+    return RunConfig(
+        preset="fast",
+        data=DataConfig(),
+        model=ModelConfig(layers=8, sublayers=4, hidden=128, mlp_layers=4, pos_level=8, depth_level=5),
+        train=TrainConfig(steps=1200, rays=2001, images_per_step=8, lr=1e-3, lr_k0=3e-2, lr_basis=1e-2,
+                          eval_every=200, checkpoint_every=200, log_every=10),
+    )
+
+
+def _tiny() -> RunConfig:
+    """For tests: trains in seconds on a CPU."""
+    return RunConfig(
+        preset="tiny",
+        data=DataConfig(width=80),
+        model=ModelConfig(layers=4, sublayers=2, hidden=64, mlp_layers=2, pos_level=7, depth_level=3,
+                          basis_hidden=32),
+        train=TrainConfig(steps=150, rays=600, images_per_step=4, lr=2e-3, lr_k0=3e-2, lr_basis=1e-2,
+                          eval_every=0, checkpoint_every=50, log_every=10),
+    )
+
+
+PRESETS = {"tiny": _tiny, "fast": _fast, "paper": _paper}
+
+
+def preset(name: str) -> RunConfig:
+    """A fresh RunConfig for a named preset (tiny, fast, paper)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Build a RunConfig from a dict (as read from TOML), rejecting unknown keys and versions."""
+    version = raw.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"{source}: config version {version} is not supported (this nex reads "
+                          f"version {CONFIG_VERSION}); re-create the run with this version of nex")
+    base = preset(raw.get("preset", "paper")) if raw.get("preset") in PRESETS else RunConfig()
+    out = RunConfig(preset=str(raw.get("preset", base.preset)), version=CONFIG_VERSION)
+    for section_name, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        section = raw.get(section_name, {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(section) - set(known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) in [{section_name}]: {', '.join(sorted(unknown))}")
+        values = dataclasses.asdict(getattr(base, section_name))
+        for key, value in section.items():
+            values[key] = _coerce(value, known[key].type, f"{source} [{section_name}] {key}")
+        setattr(out, section_name, cls(**values))
+    validate(out)
+    return out
+
+
+def _coerce(value: Any, type_name: Any, where: str) -> Any:
+    kind = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
+    try:
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}") from None
+    return value
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError for settings that cannot work."""
+    m, t, d = cfg.model, cfg.train, cfg.data
+    checks = [
+        (m.layers >= 1 and m.sublayers >= 1, "model.layers and model.sublayers must be >= 1"),
+        (m.hidden >= 1 and m.mlp_layers >= 0, "model.hidden must be >= 1 and model.mlp_layers >= 0"),
+        (m.basis in ("learned", "sh", "fourier"), f"model.basis must be learned, sh or fourier, not {m.basis!r}"),
+        (1 <= m.basis_out <= 16, "model.basis_out must be between 1 and 16"),
+        (t.steps >= 1, "train.steps must be >= 1"),
+        (t.rays >= 3, "train.rays must be >= 3 (rays come in L-shaped triples)"),
+        (t.images_per_step >= 1, "train.images_per_step must be >= 1"),
+        (t.precision in ("auto", "fp32", "bf16"), "train.precision must be auto, fp32 or bf16"),
+        (d.invz in ("auto", "true", "false"), "data.invz must be auto, true or false"),
+        (d.width >= 0, "data.width must be >= 0"),
+        (d.dmin >= 0 and d.dmax >= 0, "data.dmin and data.dmax must be >= 0 (0 = automatic)"),
+        (not (d.dmin and d.dmax) or d.dmin < d.dmax, "data.dmin must be smaller than data.dmax"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def save(cfg: RunConfig, path: Path) -> None:
+    """Write the config as TOML (atomically)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(tomli_w.dumps(to_dict(cfg)), encoding="utf-8")
+    tmp.replace(path)
+
+
+def load(path: Path) -> RunConfig:
+    """Read a config.toml, with a clear error naming the file when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix or delete the file") from None
+    return from_dict(raw, source=str(path))
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Apply ``{"section.key": value}`` overrides (from the command line), validating names and types."""
+    raw = to_dict(cfg)
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if section not in ("data", "model", "train") or key not in raw[section]:
+            raise ConfigError(f"unknown setting {dotted!r}")
+        raw[section][key] = value
+    return from_dict(raw, source="command line")

@@ -1,0 +1,91 @@
+"""The progress channel: ``events.jsonl`` in a run directory. Torch-free (the add-on reads it).
+
+One JSON object per line. Every event has ``time`` (unix seconds), ``phase`` and ``kind``; training
+progress events carry ``step``, ``steps``, ``loss``, ``psnr`` (training rays), ``rays_per_s`` and
+``eta_s``; evaluation events carry ``test_psnr``; ``kind == "error"`` carries ``message``.
+
+Phases: ``setup``, ``train``, ``eval``, ``render``, ``done``, ``cancelled``, ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+EVENTS_FILE = "events.jsonl"
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+class EventLog:
+    """Appends events to ``events.jsonl`` (flushed per line) and passes them to in-process listeners."""
+
+    def __init__(self, run_dir: Path | None, listeners: Iterable[Listener] = ()):
+        self.path = Path(run_dir) / EVENTS_FILE if run_dir is not None else None
+        self.listeners = list(listeners)
+
+    def emit(self, phase: str, kind: str = "progress", **fields: Any) -> dict[str, Any]:
+        event = {"time": time.time(), "phase": phase, "kind": kind, **fields}
+        if self.path is not None:
+            line = json.dumps(event, allow_nan=False, default=_jsonable) + "\n"
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+class EventReader:
+    """Incremental reader: each :meth:`poll` returns the complete lines written since the last one.
+
+    A partly written last line is left for the next poll, so a reader never sees half an event.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for line in data[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                events.append({"phase": "failed", "kind": "error", "message": f"unreadable event line in {self.path}"})
+        return events
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """All complete events in a file (empty if it does not exist)."""
+    return EventReader(path).poll()
+
+
+def last_event(path: Path, kind: str | None = None) -> dict[str, Any] | None:
+    """The newest event (of ``kind`` if given), or None."""
+    for event in reversed(read_events(path)):
+        if kind is None or event.get("kind") == kind:
+            return event
+    return None

@@ -1,0 +1,40 @@
+"""Whole-image rendering of a NeX model from any camera, in ray chunks so memory stays bounded."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from .cameras import Camera
+from .model import NexModel
+from .mpi import CameraBatch, pixel_grid, rays_in_reference_frame
+
+
+def chunk_for_budget(model: NexModel, budget_bytes: float = 1.5e9) -> int:
+    """Rays per chunk so the widest activation (planes x rays x hidden floats) fits ``budget_bytes``."""
+    per_ray = model.geom.n_planes * max(model.cfg.hidden, 1 + 3 * model.cfg.basis_out) * 4 * 3
+    return int(max(256, min(1 << 16, budget_bytes // per_ray)))
+
+
+@torch.no_grad()
+def render_image(model: NexModel, ref: Camera, camera: Camera, chunk: int = 0,
+                 autocast_dtype: torch.dtype | None = None) -> np.ndarray:
+    """Render ``camera`` (its own size and intrinsics) -> float32 RGB [H, W, 3] in [0, 1]."""
+    device = next(model.parameters()).device
+    chunk = chunk or chunk_for_budget(model)
+    cams = CameraBatch.from_cameras(ref, [camera], device=device)
+    uv = pixel_grid(camera.width, camera.height, device)
+    ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+    was_training = model.training
+    model.eval()
+    parts = []
+    with ctx:
+        for start in range(0, uv.shape[0], chunk):
+            part = uv[start:start + chunk]
+            idx = torch.zeros(part.shape[0], dtype=torch.long, device=device)
+            origins, dirs = rays_in_reference_frame(cams, idx, part)
+            parts.append(model(origins, dirs).float())
+    model.train(was_training)
+    return torch.cat(parts).reshape(camera.height, camera.width, 3).cpu().numpy()

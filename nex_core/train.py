@@ -1,0 +1,304 @@
+"""Training NeX: ray sampling, losses, optimiser and schedule, checkpoints, progress events.
+
+A run directory holds ``config.toml`` (written first), ``events.jsonl``, ``checkpoints/`` and, after
+evaluation, ``eval/``. :class:`Trainer` resumes from the newest checkpoint of its run directory and
+continues the same loss curve: model, optimiser and ray-sampler states are all checkpointed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import config as config_mod
+from .cameras import Camera
+from .checkpoint import fingerprint, list_checkpoints, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .errors import ConfigError, TrainingError
+from .events import EventLog, Listener
+from .model import NexModel
+from .mpi import CameraBatch, MPIGeometry, plane_depths, rays_in_reference_frame
+from .render import render_image
+from .scene import Scene, load_scene
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------------------------------
+# Setup helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but this machine has no CUDA GPU; use 'auto' or 'cpu'")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting (None: plain fp32)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+    return None
+
+
+def load_scene_for(cfg: RunConfig) -> Scene:
+    """Load the configured scene with the configured overrides."""
+    d = cfg.data
+    if not d.scene:
+        raise ConfigError("no scene given: pass a scene directory (data.scene)")
+    invz = None if d.invz == "auto" else d.invz == "true"
+    return load_scene(Path(d.scene), width=d.width or None, holdout=d.holdout, ref_image=d.ref_image or None,
+                      dmin=d.dmin or None, dmax=d.dmax or None, invz=invz,
+                      offset=d.offset if d.offset >= 0 else None, min_images=d.min_images)
+
+
+def build_geometry(scene: Scene, cfg: RunConfig) -> MPIGeometry:
+    """The MPI geometry for a scene: the reference camera, padding and plane depths."""
+    spec = scene.planes
+    ref = scene.cameras[scene.ref_id]
+    offset = spec.offset if spec.offset is not None else int(round(cfg.data.offset_fraction * ref.width))
+    n = cfg.model.layers * cfg.model.sublayers
+    return MPIGeometry.from_camera(ref, offset, plane_depths(spec.dmin, spec.dmax, n, spec.invz))
+
+
+def model_settings(cfg: RunConfig, geom: MPIGeometry) -> dict:
+    """What a checkpoint's tensors depend on (compared on resume)."""
+    m = cfg.model
+    return {"model": config_mod.to_dict(cfg)["model"], "mpi": [geom.width, geom.height, geom.offset,
+            m.layers * m.sublayers, [round(x, 6) for x in geom.depths]]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Ray sampling
+
+
+@dataclass
+class RayBatch:
+    image_index: Tensor  # [R] index into the training images
+    rows: Tensor  # [R]
+    cols: Tensor  # [R]
+
+
+def sample_l_shaped(gen: torch.Generator, n_images: int, height: int, width: int, n_rays: int,
+                    images_per_step: int) -> RayBatch:
+    """Rays in L-shaped triples (a pixel, its right and its lower neighbour), as the reference, drawn
+    from ``images_per_step`` random training images. Returns 3 * (n_rays // 3) rays, triple-interleaved."""
+    n_triples = n_rays // 3
+    k = min(images_per_step, n_images)
+    chosen = torch.randperm(n_images, generator=gen)[:k]
+    image = chosen[torch.randint(0, k, (n_triples,), generator=gen)]
+    row = torch.randint(0, height - 1, (n_triples,), generator=gen)
+    col = torch.randint(0, width - 1, (n_triples,), generator=gen)
+    rows = torch.stack([row, row, row + 1], 1).reshape(-1)
+    cols = torch.stack([col, col + 1, col], 1).reshape(-1)
+    return RayBatch(image.repeat_interleave(3), rows, cols)
+
+
+def gradient_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """L1 between predicted and true finite differences over the L-shaped triples ([R, 3] each)."""
+    p = pred.reshape(-1, 3, pred.shape[-1])
+    t = target.reshape(-1, 3, target.shape[-1])
+    dx = (p[:, 1] - p[:, 0]) - (t[:, 1] - t[:, 0])
+    dy = (p[:, 2] - p[:, 0]) - (t[:, 2] - t[:, 0])
+    return dx.abs().mean() + dy.abs().mean()
+
+
+def psnr_from_mse(mse: float) -> float:
+    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
+
+
+# --------------------------------------------------------------------------------------------------
+# Trainer
+
+
+@dataclass
+class TrainResult:
+    step: int
+    loss: float
+    test_psnr: float | None
+    cancelled: bool
+    seconds: float
+
+
+class Trainer:
+    """Trains a NeX model on a scene into a run directory.
+
+    ``should_stop`` is polled every step (e.g. set by a signal handler); when it returns True the trainer
+    writes a checkpoint and returns with ``cancelled=True``, so the run can be resumed.
+    """
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, listeners: list[Listener] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        config_mod.validate(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.events = EventLog(self.run_dir, listeners or [])
+        self.should_stop = should_stop or (lambda: False)
+        self._prepare_config_file()
+        self.device = resolve_device(cfg.train.device)
+        self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
+        self.events.emit("setup", "start", device=str(self.device), preset=cfg.preset)
+        self.scene = load_scene_for(cfg)
+        self.geom = build_geometry(self.scene, cfg)
+        torch.manual_seed(cfg.train.seed)
+        self.model = NexModel(cfg.model, self.geom).to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.step = 0
+        self.settings = model_settings(cfg, self.geom)
+        self.fingerprint = fingerprint(self.settings)
+        self._upload_data()
+        self._resume_if_possible()
+
+    # ---- setup ------------------------------------------------------------------------------------
+
+    def _prepare_config_file(self) -> None:
+        """Write config.toml first; on resume, refuse a config that differs from the run's own."""
+        path = self.run_dir / "config.toml"
+        if path.exists() and list_checkpoints(self.run_dir):
+            existing = config_mod.load(path)
+            if config_mod.to_dict(existing) != config_mod.to_dict(self.cfg):
+                raise ConfigError(f"{path}: this run directory was trained with other settings; resume it "
+                                  f"with `nex train --resume {self.run_dir}` or choose a new --out directory")
+        config_mod.save(self.cfg, path)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        groups = self.model.parameter_groups()
+        lrs = {"mlp": t.lr, "basis": t.lr_basis, "k0": t.lr_k0}
+        param_groups = [{"params": groups[name], "lr": lrs[name], "name": name, "base_lr": lrs[name]}
+                        for name in ("mlp", "basis", "k0") if groups[name]]
+        return torch.optim.Adam(param_groups)
+
+    def _upload_data(self) -> None:
+        s = self.scene
+        train_cams = [s.cameras[i] for i in s.train_ids]
+        self.ref_camera: Camera = s.cameras[s.ref_id]
+        self.train_images = torch.from_numpy(np.ascontiguousarray(s.images[s.train_ids])).to(self.device)
+        self.train_cams = CameraBatch.from_cameras(self.ref_camera, train_cams, device=self.device)
+
+    def _resume_if_possible(self) -> None:
+        found = list_checkpoints(self.run_dir)
+        if not found:
+            return
+        step, path = found[-1]
+        data = load_checkpoint(path, self.fingerprint, map_location=self.device)
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.gen.set_state(data["generator"])
+        self.step = int(data["step"])
+        self.events.emit("setup", "resume", step=self.step, checkpoint=str(path))
+
+    # ---- the loop ---------------------------------------------------------------------------------
+
+    def learning_rate_factor(self, step: int) -> float:
+        t = self.cfg.train
+        every = t.decay_every or max(1, math.ceil(t.steps / 3))
+        return t.decay_rate ** (step // every)
+
+    def train_step(self) -> tuple[float, float]:
+        """One optimisation step; returns (total loss, mse)."""
+        t = self.cfg.train
+        factor = self.learning_rate_factor(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        n, h, w, _ = self.train_images.shape
+        batch = sample_l_shaped(self.gen, n, h, w, t.rays, t.images_per_step)
+        idx = batch.image_index.to(self.device)
+        rows, cols = batch.rows.to(self.device), batch.cols.to(self.device)
+        target = self.train_images[idx, rows, cols]
+        uv = torch.stack([cols, rows], -1).float() + 0.5
+        origins, dirs = rays_in_reference_frame(self.train_cams, idx, uv)
+        ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        with ctx:
+            pred = self.model(origins, dirs).float()
+        mse = ((pred - target) ** 2).mean()
+        loss = mse
+        if t.tv_weight:
+            loss = loss + t.tv_weight * self.model.tv_loss()
+        if t.grad_weight:
+            loss = loss + t.grad_weight * gradient_loss(pred, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return float(loss.detach()), float(mse.detach())
+
+    def checkpoint(self) -> Path:
+        payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "generator": self.gen.get_state(), "fingerprint": self.fingerprint,
+                   "settings": repr(self.settings)}
+        path = save_checkpoint(self.run_dir, self.step, payload, keep=self.cfg.train.keep_checkpoints)
+        self.events.emit("train", "checkpoint", step=self.step, path=str(path))
+        return path
+
+    def test_psnr(self) -> float | None:
+        """Mean held-out PSNR over the test views (None when there are none)."""
+        s = self.scene
+        if not s.test_ids:
+            return None
+        values = []
+        for i in s.test_ids:
+            img = render_image(self.model, self.ref_camera, s.cameras[i], self.cfg.train.render_chunk,
+                               self.amp_dtype)
+            values.append(psnr_from_mse(float(np.mean((img - s.images[i]) ** 2))))
+        return float(np.mean(values))
+
+    def train(self) -> TrainResult:
+        """Train to ``train.steps`` (or until stopped); checkpoints along the way and at the end."""
+        t = self.cfg.train
+        start_time = time.time()
+        window_start, window_steps = time.time(), 0
+        loss = mse = float("nan")
+        rays_per_step = 3 * (t.rays // 3)
+        test_psnr = None
+        self.events.emit("train", "start", step=self.step, steps=t.steps, n_train=len(self.scene.train_ids),
+                         n_test=len(self.scene.test_ids), planes=self.geom.n_planes)
+        while self.step < t.steps:
+            if self.should_stop():
+                self.checkpoint()
+                self.events.emit("cancelled", "cancelled", step=self.step, steps=t.steps)
+                return TrainResult(self.step, loss, test_psnr, True, time.time() - start_time)
+            loss, mse = self.train_step()
+            window_steps += 1
+            if not math.isfinite(loss):
+                self.events.emit("failed", "error", step=self.step,
+                                 message="the loss became non-finite; resume from the last checkpoint "
+                                         "with a lower learning rate")
+                raise TrainingError(f"non-finite loss at step {self.step}; the last good checkpoint is "
+                                    f"in {self.run_dir / 'checkpoints'}")
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                elapsed = time.time() - window_start
+                rate = window_steps / elapsed if elapsed > 0 else 0.0
+                self.events.emit("train", "progress", step=self.step, steps=t.steps, loss=loss,
+                                 psnr=psnr_from_mse(mse), rays_per_s=rate * rays_per_step,
+                                 eta_s=(t.steps - self.step) / rate if rate > 0 else None,
+                                 lr=t.lr * self.learning_rate_factor(self.step))
+                window_start, window_steps = time.time(), 0
+            if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+                test_psnr = self.test_psnr()
+                self.events.emit("eval", "test_psnr", step=self.step, steps=t.steps, test_psnr=test_psnr,
+                                 elapsed_s=time.time() - start_time)
+                window_start = time.time()
+            if self.step % t.checkpoint_every == 0 and self.step < t.steps:
+                self.checkpoint()
+        self.checkpoint()
+        test_psnr = self.test_psnr()
+        self.events.emit("eval", "test_psnr", step=self.step, steps=t.steps, test_psnr=test_psnr,
+                         elapsed_s=time.time() - start_time)
+        self.events.emit("done", "done", step=self.step, steps=t.steps, loss=loss, test_psnr=test_psnr)
+        return TrainResult(self.step, loss, test_psnr, False, time.time() - start_time)

@@ -1,0 +1,94 @@
+"""The NeX model: shapes, initial state, fixed bases, gradients, the alpha mask outside the MPI."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nex_core.cameras import Camera
+from nex_core.config import ModelConfig
+from nex_core.model import FixedBasis, NexModel, fourier_basis, real_spherical_harmonics
+from nex_core.mpi import CameraBatch, MPIGeometry, pixel_grid, plane_depths, rays_in_reference_frame
+
+
+def tiny_model(basis: str = "learned") -> tuple[NexModel, Camera]:
+    cfg = ModelConfig(layers=3, sublayers=2, hidden=16, mlp_layers=1, pos_level=4, depth_level=2,
+                      basis=basis, basis_out=8, basis_hidden=8)
+    ref = Camera(12, 8, 10.0, 10.0, 6.0, 4.0, np.eye(4))
+    geom = MPIGeometry.from_camera(ref, 2, plane_depths(1.0, 4.0, 6, True))
+    torch.manual_seed(0)
+    return NexModel(cfg, geom), ref
+
+
+def reference_rays(ref: Camera, pose: np.ndarray | None = None):
+    cam = ref if pose is None else ref.with_pose(pose)
+    cams = CameraBatch.from_cameras(ref, [cam])
+    uv = pixel_grid(cam.width, cam.height)
+    return rays_in_reference_frame(cams, torch.zeros(len(uv), dtype=torch.long), uv)
+
+
+@pytest.mark.parametrize("basis", ["learned", "sh", "fourier"])
+def test_render_shapes_and_range(basis):
+    model, ref = tiny_model(basis)
+    o, d = reference_rays(ref)
+    rgb, acc = model.render_rays(o, d)
+    assert rgb.shape == (96, 3) and acc.shape == (96,)
+    assert torch.all((rgb >= 0) & (rgb <= 1))
+    # Initial alpha is about sigmoid(-5) per plane: nearly transparent, as in the reference.
+    assert acc.max() < 1 - (1 - 1 / (1 + math.exp(-3))) ** 6
+
+
+def test_gradients_reach_every_parameter_group():
+    model, ref = tiny_model()
+    o, d = reference_rays(ref)
+    loss = model(o, d).mean() + model.tv_loss()
+    loss.backward()
+    for name, params in model.parameter_groups().items():
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
+
+
+def test_alpha_is_zero_where_rays_miss_the_mpi():
+    model, ref = tiny_model()
+    with torch.no_grad():
+        model.coeff_mlp[-1].bias[0] = 20.0  # make every plane opaque where it exists
+    # A camera turned far to the side sees past the padded MPI.
+    turn = np.eye(4)
+    a = math.radians(35)
+    turn[:3, :3] = [[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]]
+    o, d = reference_rays(ref, turn)
+    _, acc = model.render_rays(o, d)
+    assert acc.min() < 1e-6 and acc.max() > 0.99
+
+
+def test_coefficients_are_shared_by_sublayers():
+    """Changing the coefficient outputs of a non-first sublayer must not change the render."""
+    model, ref = tiny_model()
+    o, d = reference_rays(ref)
+    base = model(o, d)
+    original = model.plane_outputs
+
+    def patched(coords, plane_index=None):
+        out = original(coords, plane_index).clone()
+        out[1::2, :, 1:] += 0.7  # sublayer 1 of each layer
+        return out
+
+    model.plane_outputs = patched
+    torch.testing.assert_close(model(o, d), base)
+
+
+def test_spherical_harmonics_are_orthonormal():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200000, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    y = real_spherical_harmonics(torch.tensor(v), 16).numpy()
+    gram = 4 * math.pi * (y.T @ y) / len(v)
+    np.testing.assert_allclose(gram, np.eye(16), atol=0.03)
+
+
+def test_fixed_bases_have_n_functions_in_range():
+    xy = torch.rand(50, 2) * 1.2 - 0.6
+    for n in (1, 5, 8, 12):
+        assert fourier_basis(xy, n).shape == (50, n)
+        assert FixedBasis("sh", n)(xy).shape == (50, n)
+    assert fourier_basis(xy, 8).abs().max() <= 1.0
