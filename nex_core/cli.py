@@ -294,7 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=60, help="frames of the spiral video")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     p.set_defaults(func=cmd_demo)
+    _register_command_modules(sub)
     return parser
+
+
+def _register_command_modules(sub) -> None:
+    import importlib
+    import importlib.util
+
+    from .commands import COMMAND_MODULES
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"{__package__}.commands.{name}") is not None:
+            importlib.import_module(f"{__package__}.commands.{name}").register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
