@@ -24,7 +24,7 @@ class ProgressPrinter:
     def __init__(self, quiet: bool = False):
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, markup=False, highlight=False)
         self.quiet = quiet
         self.progress = None
         self.task = None
@@ -187,7 +187,7 @@ def _evaluate(run_dir: Path, with_lpips: bool, console) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    _evaluate(Path(args.run), with_lpips=not args.no_lpips, console=Console(stderr=True))
+    _evaluate(Path(args.run), with_lpips=not args.no_lpips, console=Console(stderr=True, markup=False, highlight=False))
     return 0
 
 
@@ -198,7 +198,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .export.video import render_frames, spiral_cameras, write_mp4, write_pngs
     from .run import open_run
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, markup=False, highlight=False)
     run = open_run(Path(args.run))
     out = Path(args.out) if args.out else run.run_dir / "render"
     with Progress(console=console, transient=True) as progress:

@@ -46,7 +46,7 @@ def evaluate_run(run: TrainedRun, out_dir: Path | None = None, with_lpips: bool 
         rows.append({"view": stem, **scores})
         if progress:
             progress(k + 1, len(scene.test_ids))
-    mean = mean_metrics(rows) if rows else {"psnr": None, "ssim": None, "lpips": None}
+    mean = mean_metrics([{k: r[k] for k in ("psnr", "ssim", "lpips")} for r in rows]) if rows else {"psnr": None, "ssim": None, "lpips": None}
     _write_csv(out_dir / "metrics.csv", rows, mean)
     (out_dir / "metrics.json").write_text(json.dumps(
         {"step": run.step, "views": rows, "mean": mean, "lpips_note": "" if use_lpips else note},
