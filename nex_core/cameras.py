@@ -172,3 +172,19 @@ def spiral_path(cameras: list[Camera], focus_depth: float, n_frames: int = 60,
         center = mean[:3, :3] @ offset + mean[:3, 3]
         poses.append(look_at_opencv(center, focus - center, mean[:3, 1]))
     return poses
+
+
+def pose_problem(c2w: np.ndarray, tol: float = 1e-3) -> str | None:
+    """Why ``c2w`` is not a finite rigid camera-to-world transform (a short phrase), or None if it is.
+
+    The rotation block must be orthonormal with determinant +1 to within ``tol``.
+    """
+    m = np.asarray(c2w, dtype=np.float64)
+    if not np.all(np.isfinite(m)):
+        return "it contains NaN or infinite values"
+    r = m[:3, :3]
+    if np.abs(r.T @ r - np.eye(3)).max() > tol:
+        return "its rotation part is not orthonormal (scaled or sheared axes)"
+    if np.linalg.det(r) < 0:
+        return "its rotation part is a reflection (determinant -1: mixed-up axis convention?)"
+    return None
