@@ -144,6 +144,26 @@ class NexModel(nn.Module):
         pe = torch.cat([pe_xy, pe_plane[:, None, :].expand(-1, coords.shape[1], -1)], -1)
         return self.coeff_mlp(pe)
 
+    def alpha_and_coefficients(self, coords: Tensor) -> tuple[Tensor, Tensor]:
+        """F_theta for rendering: alpha logits of every plane [D, R] and raw coefficients of every layer
+        (from its first sublayer) [L, R, 3N].
+
+        Same values as ``plane_outputs(coords)[..., 0]`` and ``plane_outputs(coords)[::S, :, 1:]``, but
+        the plane code's share of the first layer is a per-plane bias computed once, and the coefficient
+        columns of the last layer are evaluated only on the planes whose coefficients are used.
+        """
+        S = self.cfg.sublayers
+        first, last = self.coeff_mlp[0], self.coeff_mlp[-1]
+        n_xy = 4 * self.cfg.pos_level
+        pe_xy = encode_frequencies(coords, self.pos_freqs)  # [D, R, n_xy]
+        plane_bias = F.linear(self.plane_pe, first.weight[:, n_xy:], first.bias)  # [D, hidden]
+        h = F.linear(pe_xy, first.weight[:, :n_xy]) + plane_bias[:, None, :]
+        for module in list(self.coeff_mlp)[1:-1]:
+            h = module(h)
+        alpha_logit = F.linear(h, last.weight[:1], last.bias[:1])[..., 0]
+        coeff = F.linear(h[::S], last.weight[1:], last.bias[1:])
+        return alpha_logit, coeff
+
     def k0_images(self) -> Tensor:
         """Base colour per layer after its sigmoid, [L, 3, H', W']."""
         return torch.sigmoid(self.k0)
@@ -164,10 +184,10 @@ class NexModel(nn.Module):
         cfg = self.cfg
         L, S, N = cfg.layers, cfg.sublayers, cfg.basis_out
         coords, valid = plane_intersections(self.geom, origins, dirs, self.depths)  # [D, R, 2], [D, R]
-        out = self.plane_outputs(coords)  # [D, R, 1 + 3N]
+        alpha_logit, coeff_raw = self.alpha_and_coefficients(coords)
         D, R = coords.shape[:2]
-        alpha = torch.sigmoid(out[..., 0].float() - cfg.sigmoid_offset) * valid  # [D, R]
-        coeff = torch.tanh(out[::S, :, 1:].float()).reshape(L, 1, R, 3, N)  # first sublayer of each layer
+        alpha = torch.sigmoid(alpha_logit.float() - cfg.sigmoid_offset) * valid  # [D, R]
+        coeff = torch.tanh(coeff_raw.float()).reshape(L, 1, R, 3, N)
         view = F.normalize(dirs, dim=-1)
         basis = self.basis_values(view).float()  # [R, N]
         specular = (coeff * basis[None, None, :, None, :]).sum(-1)  # [L, 1, R, 3]

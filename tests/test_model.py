@@ -61,19 +61,30 @@ def test_alpha_is_zero_where_rays_miss_the_mpi():
     assert acc.min() < 1e-6 and acc.max() > 0.99
 
 
+def test_fast_network_path_equals_the_plain_mlp():
+    """alpha_and_coefficients == the plain MLP's alpha column on every plane and coefficient columns on
+    each layer's first sublayer (the reference's coefficient sharing)."""
+    model, ref = tiny_model()
+    coords = torch.rand(6, 50, 2) * 2 - 1
+    alpha, coeff = model.alpha_and_coefficients(coords)
+    plain = model.plane_outputs(coords)
+    torch.testing.assert_close(alpha, plain[..., 0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(coeff, plain[::2, :, 1:], rtol=1e-5, atol=1e-6)
+
+
 def test_coefficients_are_shared_by_sublayers():
-    """Changing the coefficient outputs of a non-first sublayer must not change the render."""
+    """Changing the coefficients the network gives a non-first sublayer must not change the render."""
     model, ref = tiny_model()
     o, d = reference_rays(ref)
     base = model(o, d)
-    original = model.plane_outputs
+    original = model.alpha_and_coefficients
 
-    def patched(coords, plane_index=None):
-        out = original(coords, plane_index).clone()
-        out[1::2, :, 1:] += 0.7  # sublayer 1 of each layer
-        return out
+    def patched(coords):
+        alpha, coeff = original(coords)
+        assert coeff.shape[0] == 3  # one row of coefficients per layer, none per extra sublayer
+        return alpha, coeff
 
-    model.plane_outputs = patched
+    model.alpha_and_coefficients = patched
     torch.testing.assert_close(model(o, d), base)
 
 
