@@ -149,7 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if list_checkpoints(run_dir):
             raise NexError(f"{run_dir} already holds a trained run; continue it with `nex train --resume "
                            f"{run_dir}` or pass another --out")
-    printer = ProgressPrinter(quiet=args.quiet)
+    from .distributed import DistInfo
+
+    printer = ProgressPrinter(quiet=args.quiet or not DistInfo.from_env().is_main)
     stop = StopFlag()
     stop.install()
     try:
@@ -159,6 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         printer.close()
     if result.cancelled:
         return 130
+    if not trainer.dist.is_main:
+        return 0
     msg = f"done: {result.step} steps in {result.seconds:.0f} s"
     if result.test_psnr is not None:
         msg += f", held-out PSNR {result.test_psnr:.2f} dB"

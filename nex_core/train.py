@@ -21,6 +21,8 @@ from . import config as config_mod
 from .cameras import Camera
 from .checkpoint import fingerprint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import RunConfig
+from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device,
+                          shard_triples, shutdown, wrap_model)
 from .errors import ConfigError, TrainingError
 from .events import EventLog, Listener
 from .model import NexModel
@@ -29,6 +31,8 @@ from .render import render_image
 from .scene import Scene, load_scene
 
 Tensor = torch.Tensor
+PREVIEW_FILE = "preview.png"  # the reference view as trained so far, rewritten at every checkpoint
+PREVIEW_WIDTH = 256
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,6 +120,17 @@ def gradient_loss(pred: Tensor, target: Tensor) -> Tensor:
     return dx.abs().mean() + dy.abs().mean()
 
 
+class TrainingObjective(torch.nn.Module):
+    """The model's render and its k0 regulariser in one forward pass (what DDP wraps)."""
+
+    def __init__(self, model: NexModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model(origins, dirs), self.model.tv_loss()
+
+
 def psnr_from_mse(mse: float) -> float:
     return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
 
@@ -145,13 +160,20 @@ class Trainer:
         config_mod.validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.events = EventLog(self.run_dir, listeners or [])
+        self.dist = DistInfo.from_env()
+        self.device = rank_device(self.dist, resolve_device(cfg.train.device))
+        init_distributed(self.dist, self.device)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Only rank 0 writes to the run directory; the other ranks' events go nowhere.
+        self.events = EventLog(self.run_dir if self.dist.is_main else None,
+                               (listeners or []) if self.dist.is_main else [])
         self.should_stop = should_stop or (lambda: False)
-        self._prepare_config_file()
-        self.device = resolve_device(cfg.train.device)
+        if self.dist.is_main:
+            self._prepare_config_file()
         self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
-        self.events.emit("setup", "start", device=str(self.device), preset=cfg.preset)
+        self.events.emit("setup", "start", device=str(self.device), preset=cfg.preset,
+                         world_size=self.dist.world_size)
         self.scene = load_scene_for(cfg)
         self.geom = build_geometry(self.scene, cfg)
         torch.manual_seed(cfg.train.seed)
@@ -163,6 +185,7 @@ class Trainer:
         self.fingerprint = fingerprint(self.settings)
         self._upload_data()
         self._resume_if_possible()
+        self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)
 
     # ---- setup ------------------------------------------------------------------------------------
 
@@ -218,38 +241,61 @@ class Trainer:
             group["lr"] = group["base_lr"] * factor
         n, h, w, _ = self.train_images.shape
         batch = sample_l_shaped(self.gen, n, h, w, t.rays, t.images_per_step)
-        idx = batch.image_index.to(self.device)
-        rows, cols = batch.rows.to(self.device), batch.cols.to(self.device)
+        mine = shard_triples(t.rays, self.dist) if self.dist.enabled else slice(None)
+        idx, rows, cols = (x.reshape(-1, 3)[mine].reshape(-1).to(self.device)
+                           for x in (batch.image_index, batch.rows, batch.cols))
         target = self.train_images[idx, rows, cols]
         uv = torch.stack([cols, rows], -1).float() + 0.5
         origins, dirs = rays_in_reference_frame(self.train_cams, idx, uv)
         ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with ctx:
-            pred = self.model(origins, dirs).float()
+            pred, tv = self.objective(origins, dirs)
+        pred = pred.float()
         mse = ((pred - target) ** 2).mean()
         loss = mse
         if t.tv_weight:
-            loss = loss + t.tv_weight * self.model.tv_loss()
+            loss = loss + t.tv_weight * tv
         if t.grad_weight:
             loss = loss + t.grad_weight * gradient_loss(pred, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return float(loss.detach()), float(mse.detach())
+        return (mean_across_ranks(float(loss.detach()), self.dist, self.device),
+                mean_across_ranks(float(mse.detach()), self.dist, self.device))
 
-    def checkpoint(self) -> Path:
+    def checkpoint(self) -> Path | None:
+        """Write a checkpoint (rank 0 only; the sampler state is the same on every rank)."""
+        if not self.dist.is_main:
+            return None
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "generator": self.gen.get_state(), "fingerprint": self.fingerprint,
                    "settings": repr(self.settings)}
         path = save_checkpoint(self.run_dir, self.step, payload, keep=self.cfg.train.keep_checkpoints)
         self.events.emit("train", "checkpoint", step=self.step, path=str(path))
+        self.write_preview()
+        return path
+
+    def write_preview(self, max_width: int = PREVIEW_WIDTH) -> Path:
+        """Render the reference view (at most ``max_width`` pixels wide) to ``RUN/preview.png``, atomically,
+        and emit a ``preview`` event: the Blender add-on shows it while training runs."""
+        from PIL import Image
+
+        cam = self.ref_camera
+        if cam.width > max_width:
+            cam = cam.resized(max_width)
+        img = render_image(self.model, self.ref_camera, cam, self.cfg.train.render_chunk, self.amp_dtype)
+        path = self.run_dir / PREVIEW_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        Image.fromarray(np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)).save(tmp, format="PNG")
+        tmp.replace(path)
+        self.events.emit("train", "preview", step=self.step, path=str(path))
         return path
 
     def test_psnr(self) -> float | None:
         """Mean held-out PSNR over the test views (None when there are none)."""
         s = self.scene
-        if not s.test_ids:
+        if not s.test_ids or not self.dist.is_main:
             return None
         values = []
         for i in s.test_ids:
@@ -260,6 +306,12 @@ class Trainer:
 
     def train(self) -> TrainResult:
         """Train to ``train.steps`` (or until stopped); checkpoints along the way and at the end."""
+        try:
+            return self._train()
+        finally:
+            shutdown(self.dist)
+
+    def _train(self) -> TrainResult:
         t = self.cfg.train
         start_time = time.time()
         window_start, window_steps = time.time(), 0
@@ -269,7 +321,7 @@ class Trainer:
         self.events.emit("train", "start", step=self.step, steps=t.steps, n_train=len(self.scene.train_ids),
                          n_test=len(self.scene.test_ids), planes=self.geom.n_planes)
         while self.step < t.steps:
-            if self.should_stop():
+            if any_rank(self.should_stop(), self.dist, self.device):
                 self.checkpoint()
                 self.events.emit("cancelled", "cancelled", step=self.step, steps=t.steps)
                 return TrainResult(self.step, loss, test_psnr, True, time.time() - start_time)
