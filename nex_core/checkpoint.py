@@ -45,11 +45,18 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     path = folder / f"step_{step:08d}.pt"
     tmp = folder / f".{path.name}.tmp"
     data = {"format": FORMAT, "version": VERSION, "step": int(step), **payload}
-    with open(tmp, "wb") as fh:
-        torch.save(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        kept = list_checkpoints(run_dir)
+        raise CheckpointError(f"could not write {path} ({exc.strerror or exc}); free some disk space and "
+                              f"resume: the last good checkpoint "
+                              f"{'is ' + str(kept[-1][1]) if kept else 'does not exist yet'}") from None
     for _, old in list_checkpoints(run_dir)[:-max(keep, 1)]:
         old.unlink(missing_ok=True)
     return path

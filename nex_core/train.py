@@ -131,6 +131,14 @@ class TrainingObjective(torch.nn.Module):
         return self.model(origins, dirs), self.model.tv_loss()
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA and CPU allocation failures."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
 def psnr_from_mse(mse: float) -> float:
     return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
 
@@ -181,6 +189,9 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.step = 0
+        self.lr_scale = 1.0  # lowered after a non-finite loss
+        self.rollbacks = 0
+        self.micro_batches = 1  # raised after running out of memory
         self.settings = model_settings(cfg, self.geom)
         self.fingerprint = fingerprint(self.settings)
         self._upload_data()
@@ -218,13 +229,18 @@ class Trainer:
         found = list_checkpoints(self.run_dir)
         if not found:
             return
-        step, path = found[-1]
+        path = self._load_state(found[-1][1])
+        self.events.emit("setup", "resume", step=self.step, checkpoint=str(path))
+
+    def _load_state(self, path: Path) -> Path:
+        """Model, optimiser, sampler and step from a checkpoint."""
         data = load_checkpoint(path, self.fingerprint, map_location=self.device)
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.gen.set_state(data["generator"])
         self.step = int(data["step"])
-        self.events.emit("setup", "resume", step=self.step, checkpoint=str(path))
+        self.lr_scale = float(data.get("lr_scale", 1.0))
+        return path
 
     # ---- the loop ---------------------------------------------------------------------------------
 
@@ -234,35 +250,87 @@ class Trainer:
         return t.decay_rate ** (step // every)
 
     def train_step(self) -> tuple[float, float]:
-        """One optimisation step; returns (total loss, mse)."""
+        """One optimisation step; returns (total loss, mse), averaged over ranks.
+
+        The step's rays are processed in ``self.micro_batches`` pieces whose gradients add up to the
+        full batch's; running out of memory doubles the pieces and retries the same step.
+        """
         t = self.cfg.train
-        factor = self.learning_rate_factor(self.step)
+        factor = self.learning_rate_factor(self.step) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         n, h, w, _ = self.train_images.shape
         batch = sample_l_shaped(self.gen, n, h, w, t.rays, t.images_per_step)
         mine = shard_triples(t.rays, self.dist) if self.dist.enabled else slice(None)
-        idx, rows, cols = (x.reshape(-1, 3)[mine].reshape(-1).to(self.device)
-                           for x in (batch.image_index, batch.rows, batch.cols))
-        target = self.train_images[idx, rows, cols]
-        uv = torch.stack([cols, rows], -1).float() + 0.5
-        origins, dirs = rays_in_reference_frame(self.train_cams, idx, uv)
-        ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
-        with ctx:
-            pred, tv = self.objective(origins, dirs)
-        pred = pred.float()
-        mse = ((pred - target) ** 2).mean()
-        loss = mse
-        if t.tv_weight:
-            loss = loss + t.tv_weight * tv
-        if t.grad_weight:
-            loss = loss + t.grad_weight * gradient_loss(pred, target)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        triples = [x.reshape(-1, 3)[mine].to(self.device) for x in (batch.image_index, batch.rows, batch.cols)]
+        while True:
+            self.optimizer.zero_grad(set_to_none=True)
+            try:
+                loss, mse = self._accumulate_gradients(*triples)
+                break
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc) or self.micro_batches >= triples[0].shape[0]:
+                    raise
+                self.micro_batches *= 2
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.events.emit("train", "warning", step=self.step,
+                                 message=f"out of memory: splitting each step into {self.micro_batches} "
+                                         f"micro-batches (same result, slower)")
         self.optimizer.step()
         self.step += 1
-        return (mean_across_ranks(float(loss.detach()), self.dist, self.device),
-                mean_across_ranks(float(mse.detach()), self.dist, self.device))
+        return (mean_across_ranks(loss, self.dist, self.device), mean_across_ranks(mse, self.dist, self.device))
+
+    def _accumulate_gradients(self, image_index: Tensor, rows: Tensor, cols: Tensor) -> tuple[float, float]:
+        """Forward and backward over the triples [T, 3] in micro-batches; returns (loss, mse) of the whole."""
+        t = self.cfg.train
+        total = image_index.shape[0]
+        pieces = torch.arange(total, device=self.device).tensor_split(min(self.micro_batches, total))
+        ctx = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+        loss_sum = mse_sum = 0.0
+        for k, piece in enumerate(pieces):
+            idx, r, c = (x[piece].reshape(-1) for x in (image_index, rows, cols))
+            target = self.train_images[idx, r, c]
+            uv = torch.stack([c, r], -1).float() + 0.5
+            origins, dirs = rays_in_reference_frame(self.train_cams, idx, uv)
+            last = k == len(pieces) - 1
+            sync = nullcontext() if last or not self.dist.enabled else self.objective.no_sync()
+            with sync:
+                with ctx:
+                    pred, tv = self.objective(origins, dirs)
+                pred = pred.float()
+                share = piece.shape[0] / total
+                mse = ((pred - target) ** 2).mean()
+                loss = share * mse
+                if t.grad_weight:
+                    loss = loss + share * t.grad_weight * gradient_loss(pred, target)
+                if t.tv_weight and k == 0:
+                    loss = loss + t.tv_weight * tv
+                loss.backward()
+            loss_sum += float(loss.detach())
+            mse_sum += share * float(mse.detach())
+        return loss_sum, mse_sum
+
+    MAX_ROLLBACKS = 3
+
+    def _roll_back(self, loss: float) -> None:
+        """After a non-finite loss: reload the last good checkpoint and halve the learning rates."""
+        found = list_checkpoints(self.run_dir)
+        bad_step = self.step
+        if not found or self.rollbacks >= self.MAX_ROLLBACKS:
+            message = (f"the loss became {loss} at step {bad_step}"
+                       + (f" again after {self.rollbacks} roll-backs" if found else " before any checkpoint")
+                       + "; try a lower --lr or check the scene's poses and plane range")
+            self.events.emit("failed", "error", step=bad_step, message=message)
+            raise TrainingError(message)
+        self.rollbacks += 1
+        scale = self.lr_scale * 0.5
+        self._load_state(found[-1][1])
+        self.lr_scale = scale
+        self.events.emit("train", "warning", step=self.step,
+                         message=f"non-finite loss at step {bad_step}: rolled back to step {self.step} with "
+                                 f"the learning rates x{self.lr_scale:g}")
 
     def checkpoint(self) -> Path | None:
         """Write a checkpoint (rank 0 only; the sampler state is the same on every rank)."""
@@ -270,6 +338,7 @@ class Trainer:
             return None
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "generator": self.gen.get_state(), "fingerprint": self.fingerprint,
+                   "lr_scale": self.lr_scale,
                    "settings": repr(self.settings)}
         path = save_checkpoint(self.run_dir, self.step, payload, keep=self.cfg.train.keep_checkpoints)
         self.events.emit("train", "checkpoint", step=self.step, path=str(path))
@@ -328,11 +397,8 @@ class Trainer:
             loss, mse = self.train_step()
             window_steps += 1
             if not math.isfinite(loss):
-                self.events.emit("failed", "error", step=self.step,
-                                 message="the loss became non-finite; resume from the last checkpoint "
-                                         "with a lower learning rate")
-                raise TrainingError(f"non-finite loss at step {self.step}; the last good checkpoint is "
-                                    f"in {self.run_dir / 'checkpoints'}")
+                self._roll_back(loss)
+                continue
             if self.step % t.log_every == 0 or self.step == t.steps:
                 elapsed = time.time() - window_start
                 rate = window_steps / elapsed if elapsed > 0 else 0.0
