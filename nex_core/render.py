@@ -18,6 +18,12 @@ def chunk_for_budget(model: NexModel, budget_bytes: float = 1.5e9) -> int:
     return int(max(256, min(1 << 16, budget_bytes // per_ray)))
 
 
+def _is_oom(exc: BaseException) -> bool:
+    from .train import is_out_of_memory
+
+    return is_out_of_memory(exc)
+
+
 @torch.no_grad()
 def render_image(model: NexModel, ref: Camera, camera: Camera, chunk: int = 0,
                  autocast_dtype: torch.dtype | None = None) -> np.ndarray:
@@ -30,11 +36,21 @@ def render_image(model: NexModel, ref: Camera, camera: Camera, chunk: int = 0,
     was_training = model.training
     model.eval()
     parts = []
+    start = 0
     with ctx:
-        for start in range(0, uv.shape[0], chunk):
+        while start < uv.shape[0]:
             part = uv[start:start + chunk]
             idx = torch.zeros(part.shape[0], dtype=torch.long, device=device)
             origins, dirs = rays_in_reference_frame(cams, idx, part)
-            parts.append(model(origins, dirs).float())
+            try:
+                parts.append(model(origins, dirs).float())
+            except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
+                if not _is_oom(exc) or chunk <= 64:
+                    raise
+                chunk //= 2  # retry this chunk smaller
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            start += part.shape[0]
     model.train(was_training)
     return torch.cat(parts).reshape(camera.height, camera.width, 3).cpu().numpy()
