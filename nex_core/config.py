@@ -12,8 +12,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from .errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -46,7 +44,7 @@ class ModelConfig:
     pos_level: int = 10  # positional-encoding frequencies of x, y (2^pos_level >= MPI size)
     depth_level: int = 8  # positional-encoding frequencies of the plane index
     lrelu_slope: float = 0.01
-    sigmoid_offset: float = 5.0  # alpha = sigmoid(logit - sigmoid_offset)
+    sigmoid_offset: float = -1.0  # alpha = sigmoid(logit - offset); < 0: auto (see model.alpha_offset)
     basis: str = "learned"  # "learned" (G_phi), "sh" (real spherical harmonics), "fourier"
     basis_out: int = 8  # N, the number of basis functions / coefficients per colour channel
     basis_hidden: int = 64
@@ -193,6 +191,8 @@ def validate(cfg: RunConfig) -> None:
 
 def save(cfg: RunConfig, path: Path) -> None:
     """Write the config as TOML (atomically)."""
+    import tomli_w  # imported here: readers (the Blender add-on) do not have it
+
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(tomli_w.dumps(to_dict(cfg)), encoding="utf-8")

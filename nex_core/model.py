@@ -4,7 +4,7 @@ Per plane pixel ``x = (x, y, plane)``: the coefficient MLP ``F_theta(PE(x))`` gi
 ``N x 3`` coefficients ``k_1..k_N``; the explicit, learnable base colour ``k0`` is a per-layer image; the
 basis ``H_n(v)`` is a function of the viewing direction ``v`` (learned MLP ``G_phi`` or a fixed basis).
 A plane pixel seen along ``v`` has colour ``clamp(k0 + sum_n k_n H_n(v), 0, 1)`` and alpha
-``sigmoid(logit - 5)``. Coefficients are shared by the sublayers of a layer (taken, as in the
+``sigmoid(logit - offset)`` (offset 5 for the reference's 192 planes, see :func:`alpha_offset`). Coefficients are shared by the sublayers of a layer (taken, as in the
 reference, from the layer's first plane along each ray); alpha is per plane.
 
 Unlike the reference we mask alpha to zero where a ray meets a plane outside the padded MPI, so a
@@ -38,6 +38,25 @@ def encode_frequencies(x: Tensor, freqs: Tensor) -> Tensor:
     """sin/cos positional encoding: x [..., k] times freqs [f] -> [..., 2 * k * f]."""
     scaled = (x[..., :, None] * freqs).flatten(-2)
     return torch.cat([torch.sin(scaled), torch.cos(scaled)], -1)
+
+
+REFERENCE_PLANES = 192
+REFERENCE_SIGMOID_OFFSET = 5.0
+
+
+def alpha_offset(cfg: ModelConfig, n_planes: int) -> float:
+    """The alpha logit offset: the configured one, or (when negative, the default) the offset that gives
+    a stack of ``n_planes`` the same initial opacity as the reference's 192 planes at offset 5.
+
+    With the reference's offset, a 32- or 8-plane MPI starts almost fully transparent (19% / 5% opacity
+    instead of 72%); the loss then drives every colour past the clamp at 1, where no gradient flows, and
+    training stalls in a grey, alpha-only plateau. For 192 planes this gives exactly 5.
+    """
+    if cfg.sigmoid_offset >= 0:
+        return cfg.sigmoid_offset
+    a_ref = 1.0 / (1.0 + math.exp(REFERENCE_SIGMOID_OFFSET))
+    a = 1.0 - (1.0 - a_ref) ** (REFERENCE_PLANES / n_planes)
+    return math.log(1.0 / a - 1.0)
 
 
 def plane_codes(n_planes: int, device=None, dtype=torch.float32) -> Tensor:
@@ -121,6 +140,7 @@ class NexModel(nn.Module):
         if geom.n_planes != cfg.layers * cfg.sublayers:
             raise ValueError(f"geometry has {geom.n_planes} planes, config wants {cfg.layers}x{cfg.sublayers}")
         self.cfg, self.geom = cfg, geom
+        self.sigmoid_offset = alpha_offset(cfg, geom.n_planes)
         self.register_buffer("depths", geom.depths_tensor(), persistent=False)
         self.register_buffer("pos_freqs", 0.5 * math.pi * 2.0 ** torch.arange(cfg.pos_level, dtype=torch.float32),
                              persistent=False)
@@ -186,7 +206,7 @@ class NexModel(nn.Module):
         coords, valid = plane_intersections(self.geom, origins, dirs, self.depths)  # [D, R, 2], [D, R]
         alpha_logit, coeff_raw = self.alpha_and_coefficients(coords)
         D, R = coords.shape[:2]
-        alpha = torch.sigmoid(alpha_logit.float() - cfg.sigmoid_offset) * valid  # [D, R]
+        alpha = torch.sigmoid(alpha_logit.float() - self.sigmoid_offset) * valid  # [D, R]
         coeff = torch.tanh(coeff_raw.float()).reshape(L, 1, R, 3, N)
         view = F.normalize(dirs, dim=-1)
         basis = self.basis_values(view).float()  # [R, N]
