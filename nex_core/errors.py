@@ -37,3 +37,11 @@ class FormatError(NexError):
 
 class TrainingError(NexError):
     """Training cannot continue (for example the loss became non-finite)."""
+
+
+class ReconstructionError(SceneError):
+    """Structure from motion (``nex prepare``) failed or produced an implausible camera model."""
+
+
+class CancelledError(NexError):
+    """The user stopped a long operation (Ctrl-C or a stop request) before it finished."""

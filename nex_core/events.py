@@ -5,6 +5,12 @@ progress events carry ``step``, ``steps``, ``loss``, ``psnr`` (training rays), `
 ``eta_s``; evaluation events carry ``test_psnr``; ``kind == "error"`` carries ``message``.
 
 Phases: ``setup``, ``train``, ``eval``, ``render``, ``done``, ``cancelled``, ``failed``.
+
+``nex prepare`` writes the same kind of stream to ``SCENE_DIR/events.jsonl`` with the phases ``setup``,
+``photos``, ``features``, ``matching``, ``mapping``, ``undistortion``, ``writing``, then ``done`` (kind
+``report``: the whole prepare report plus a text ``summary``), ``cancelled`` or ``failed``. Each working phase emits kind
+``start`` (``steps``, ``unit``), ``progress`` (``step``, ``steps``, ``unit``, ``elapsed_s``, ``eta_s``)
+and ``end`` (``elapsed_s`` and a summary); kinds ``note`` and ``warning`` carry a ``message``.
 """
 
 from __future__ import annotations

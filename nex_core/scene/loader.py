@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -350,3 +350,60 @@ def load_scene(root: Path | str, width: int | None = None, holdout: int = 8, ref
                  near=np.asarray(views.near, dtype=np.float64).copy(),
                  far=np.asarray(views.far, dtype=np.float64).copy(),
                  train_ids=train_ids, test_ids=test_ids, ref_id=ref_id, planes=planes)
+
+
+# ----------------------------------------------------------------------------------------- cameras only
+
+
+@dataclass
+class SceneCameras:
+    """A scene's cameras, split and reference view, without its photos (see :func:`load_cameras`).
+
+    Intrinsics refer to the photos' size on disk (``size``), not to any training width.
+    """
+
+    root: Path
+    format: str  # "llff", "colmap", "blender"
+    names: list[str]  # image paths relative to root, posix separators
+    cameras: list[Camera]  # OpenCV convention, named after their images
+    near: np.ndarray  # [N] float64, nan where unknown
+    far: np.ndarray
+    train_ids: list[int]
+    test_ids: list[int]
+    ref_id: int
+    size: tuple[int, int]  # (width, height) of the photos on disk
+
+    @property
+    def ref_camera(self) -> Camera:
+        return self.cameras[self.ref_id]
+
+
+def load_cameras(root: Path | str, holdout: int = 8, ref_image: str | None = None,
+                 min_images: int = MIN_IMAGES,
+                 size_of: Callable[[Path], tuple[int, int]] | None = None) -> SceneCameras:
+    """The cameras of the scene in ``root`` exactly as :func:`load_scene` sets them up (same format
+    choice, checks, split and reference view), without decoding the photos.
+
+    ``size_of(path) -> (width, height)`` gives the first photo's size (default: its header, with
+    Pillow); pass another reader where Pillow is not available (the Blender add-on does).
+    """
+    _check_arguments(None, holdout, min_images)
+    root = Path(root)
+    fmt = detect_format(root)
+    views = _READERS[fmt](root)
+    _check_names(views)
+    _check_count(views, min_images)
+    _check_views(views)
+    train_ids, test_ids = _split(views, holdout)
+    ref_id = (_named_ref(views.names, ref_image, train_ids, holdout) if ref_image
+              else _nearest_to_mean(views.cameras, train_ids))
+    first = root / views.names[0]
+    if not first.is_file():
+        raise ImageError(f"image {first} does not exist: restore it, or remove it from the camera poses")
+    size = tuple(int(v) for v in (size_of or image_size)(first))
+    cameras = [replace(_fit_to_photo(cam, size, views.source, name), name=name)
+               for cam, name in zip(views.cameras, views.names)]
+    return SceneCameras(root=root, format=fmt, names=list(views.names), cameras=cameras,
+                        near=np.asarray(views.near, dtype=np.float64).copy(),
+                        far=np.asarray(views.far, dtype=np.float64).copy(),
+                        train_ids=train_ids, test_ids=test_ids, ref_id=ref_id, size=size)

@@ -70,7 +70,8 @@ class PhotoSet:
     notes: list[str]
 
 
-def _some(items: list[str], limit: int = 6) -> str:
+def brief_list(items: list[str], limit: int = 8) -> str:
+    """The first ``limit`` items joined by commas, with a count of the rest."""
     shown = ", ".join(items[:limit])
     return shown + (f" ... ({len(items) - limit} more)" if len(items) > limit else "")
 
@@ -150,7 +151,7 @@ def _check_orientations(infos: list[PhotoInfo]) -> None:
     odd = [i.path.name for i in infos if _shape_name(i) != major]
     kinds = " and ".join(f"{n} {kind}" for kind, n in minors)
     raise ImageError(
-        f"the photos mix orientations: {n_major} are {major} but {kinds} ({_some(odd)}). NeX trains one "
+        f"the photos mix orientations: {n_major} are {major} but {kinds} ({brief_list(odd)}). NeX trains one "
         f"camera, so all photos must be taken the same way round: remove the odd ones, or rotate them to "
         f"{major} (if the camera was turned on purpose, shoot again holding it one way).")
 
@@ -162,7 +163,7 @@ def _check_aspects(infos: list[PhotoInfo]) -> None:
     if odd:
         raise ImageError(
             f"the photos have different aspect ratios: {ref.path.name} is {ref.width}x{ref.height} but "
-            f"{_some([f'{i.path.name} ({i.width}x{i.height})' for i in odd])}. Cropped photos cannot share "
+            f"{brief_list([f'{i.path.name} ({i.width}x{i.height})' for i in odd])}. Cropped photos cannot share "
             "one camera model: use the uncropped originals, or remove the odd ones.")
 
 
@@ -173,7 +174,7 @@ def _common_focal(infos: list[PhotoInfo], width: int) -> tuple[float | None, lis
         return None, []
     if len(known) < len(infos):
         missing = [i.path.name for i in infos if i.focal_px is None]
-        return None, [f"EXIF focal length missing in {len(missing)} photo(s) ({_some(missing)}); "
+        return None, [f"EXIF focal length missing in {len(missing)} photo(s) ({brief_list(missing)}); "
                       "the focal length will be estimated"]
     at_width = [i.focal_px * width / i.width for i in known]
     lo, hi = min(at_width), max(at_width)
@@ -193,12 +194,12 @@ def inspect_photos(folder: Path, min_photos: int = MIN_PHOTOS, ignore_exif_focal
     """List and check the photos in ``folder``; raises ImageError/SceneError with advice."""
     paths, ignored = scan_folder(folder)
     if not paths:
-        also = f" (found only: {_some(ignored)})" if ignored else ""
+        also = f" (found only: {brief_list(ignored)})" if ignored else ""
         raise ImageError(f"no photos (.jpg, .jpeg, .png) in {folder}{also}: put at least {min_photos} "
                          "overlapping photos of the scene there (HEIC/RAW: convert them to JPEG first)")
     if len(paths) < min_photos:
         raise ImageError(f"NeX needs at least {min_photos} photos, but {folder} holds only {len(paths)} "
-                         f"({_some([p.name for p in paths])}): take more overlapping photos of the scene")
+                         f"({brief_list([p.name for p in paths])}): take more overlapping photos of the scene")
     infos = [read_info(p) for p in paths]
     _check_orientations(infos)
     _check_aspects(infos)

@@ -1,0 +1,154 @@
+"""``nex prepare PHOTOS_DIR``: camera poses for a folder of photos (COLMAP via pycolmap), as a scene
+folder ``nex train`` reads. See :mod:`nex_core.scene.sfm` for what each phase does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+PHASE_LABELS = {"photos": "photos", "features": "features", "matching": "matching", "mapping": "mapping",
+                "undistortion": "undistort", "writing": "writing"}
+
+
+class PreparePrinter:
+    """Turns prepare events into one rich progress bar per phase (plain lines when not on a terminal)."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.progress = None
+        self.tasks: dict[str, Any] = {}
+        self.last_plain = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        kind, phase = event.get("kind"), event.get("phase")
+        if kind in ("note", "warning"):
+            self.say(f"{kind}: {event['message']}")
+        elif phase in PHASE_LABELS and kind == "start":
+            self._start(phase, event)
+        elif phase in PHASE_LABELS and kind == "progress":
+            self._advance(phase, event)
+        elif phase in PHASE_LABELS and kind == "end":
+            self._end(phase, event)
+        elif kind in ("cancelled", "error", "report"):
+            self.close()
+
+    def _ensure_progress(self) -> None:
+        if self.progress is None and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[unit]}"), TimeRemainingColumn(),
+                                     console=self.console)
+            self.progress.start()
+
+    def _start(self, phase: str, event: dict[str, Any]) -> None:
+        self._ensure_progress()
+        if self.progress is not None:
+            self.tasks[phase] = self.progress.add_task(PHASE_LABELS[phase], total=event["steps"],
+                                                       unit=event["unit"])
+
+    def _advance(self, phase: str, event: dict[str, Any]) -> None:
+        if self.progress is not None and phase in self.tasks:
+            self.progress.update(self.tasks[phase], completed=event["step"])
+        elif self.progress is None and time.time() - self.last_plain > 5:
+            self.last_plain = time.time()
+            eta = f", about {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
+            self.say(f"{phase}: {event['step']}/{event['steps']} {event['unit']}{eta}")
+
+    def _end(self, phase: str, event: dict[str, Any]) -> None:
+        if self.progress is not None and phase in self.tasks:
+            task = self.tasks[phase]
+            self.progress.update(task, completed=self.progress.tasks[task].total)
+        else:
+            self.say(f"{phase}: done in {event['elapsed_s']:.1f} s")
+
+    def say(self, text: str) -> None:
+        """Print plain text (no rich markup: file names may contain brackets), unwrapped."""
+        self.console.print(text, markup=False, soft_wrap=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _options(args: argparse.Namespace):
+    from nex_core.scene.sfm import PrepareOptions
+
+    return PrepareOptions(width=args.width or None, matcher=args.matcher, focal_px=args.focal_px,
+                          fov_deg=args.fov_deg, refine_focal=args.refine_focal, force=args.force,
+                          max_features=args.max_features, num_threads=args.threads, seed=args.seed)
+
+
+def _quiet_colmap(verbose: bool) -> None:
+    """Keep COLMAP's own log lines off the terminal unless asked for."""
+    try:
+        import pycolmap
+    except ImportError:
+        return
+    pycolmap.logging.minloglevel = 0 if verbose else 2  # 2: errors only
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from nex_core.cli import StopFlag
+    from nex_core.errors import CancelledError
+    from nex_core.scene.sfm import default_scene_dir, prepare_scene
+
+    photos = Path(args.photos)
+    out = Path(args.out) if args.out else default_scene_dir(photos.resolve())
+    _quiet_colmap(args.verbose)
+    printer = PreparePrinter(quiet=args.quiet)
+    stop = StopFlag()
+    stop.install()
+    try:
+        report = prepare_scene(photos, out, _options(args), listeners=[printer], should_stop=stop)
+    except CancelledError as exc:
+        printer.say(f"stopped: {exc}")
+        return 130
+    finally:
+        printer.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        printer.say(report.summary(messages=args.quiet))  # notes and warnings were shown as they came
+    printer.say(f"scene written to {out}; train it with `nex train {out}`")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prepare", help="camera poses for a folder of photos (structure from motion with COLMAP)",
+        description="Find the camera poses of a folder of photos with COLMAP (pycolmap, in-process): "
+        "features, matching, incremental mapping, undistortion. Writes a scene folder with images/ "
+        "(undistorted), sparse/0/ (PINHOLE model), poses_bounds.npy, hwf_cxcy.npy and prepare_report.json "
+        "that `nex train` reads. Progress goes to the terminal and to SCENE/events.jsonl; Ctrl-C stops.")
+    p.add_argument("photos", help="folder of photos (JPEG/PNG, 12 or more, one camera)")
+    p.add_argument("--out", help="scene folder to write (default: <photos>_scene beside the photo folder)")
+    p.add_argument("--width", type=int, default=1600,
+                   help="shrink photos to at most this width before SfM; 0 keeps them as they are (default: 1600)")
+    p.add_argument("--matcher", choices=["auto", "exhaustive", "sequential"], default="auto",
+                   help="which photo pairs to match: every pair, or neighbours in file-name (shooting) "
+                   "order; auto: exhaustive up to 60 photos (default: auto)")
+    focal = p.add_mutually_exclusive_group()
+    focal.add_argument("--focal-px", type=float, help="known focal length in pixels of the photos as stored "
+                       "(held fixed; default: from EXIF, else estimated)")
+    focal.add_argument("--fov-deg", type=float, help="known horizontal field of view in degrees (held fixed)")
+    p.add_argument("--refine-focal", action="store_true",
+                   help="let bundle adjustment refine a focal length from EXIF or the flags")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing scene in --out (kept until the new one is complete)")
+    p.add_argument("--max-features", type=int, default=8192, help="SIFT features per photo (default: 8192)")
+    p.add_argument("--threads", type=int, default=-1, help="CPU threads for COLMAP (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--verbose", action="store_true", help="show COLMAP's own log")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_prepare)

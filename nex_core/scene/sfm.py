@@ -1,0 +1,441 @@
+"""``nex prepare``: a folder of photos -> a scene NeX trains on, with COLMAP run in-process by pycolmap.
+
+Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``events.jsonl`` phase, see
+:mod:`nex_core.events`):
+
+1. ``photos`` -- list the photos, check they fit one camera, copy them upright (and at most ``width``
+   pixels wide) into a working folder (:mod:`nex_core.scene.photos`).
+2. ``features`` -- SIFT, in batches of photos. One shared SIMPLE_RADIAL camera (f, cx, cy, k1); the focal
+   length comes from ``--focal-px`` / ``--fov-deg``, else EXIF, else COLMAP's guess (1.2 x the larger
+   side) refined by bundle adjustment. A known focal length is held fixed in bundle adjustment unless
+   ``refine_focal`` (:func:`nex_core.scene.sfm_colmap.mapper_options`).
+3. ``matching`` -- exhaustive (every pair) up to 60 photos, sequential above (or as asked): COLMAP's
+   sequential pairing with its defaults (quadratic overlap 10: each photo with the next one and then
+   with ones about 2, 4, 8, ... places further in file-name order, so shooting order matters; about 6
+   pairs a photo at 100 photos); in batches of pairs. Vocabulary-tree
+   matching is not offered (it needs a downloaded vocabulary). Fails early when too few photos overlap.
+4. ``mapping`` -- incremental mapping (progress per placed photo). If COLMAP splits the photos into
+   several models the largest is kept; the others' photos are reported as not placed. The model is
+   then checked (:mod:`nex_core.scene.sfm_checks`); an implausible one is refused with advice.
+5. ``undistortion`` -- ``undistort_images``: PINHOLE camera, undistorted (and slightly cropped) images.
+6. ``writing`` -- the scene: ``images/``, ``sparse/0/`` (binary COLMAP model), ``poses_bounds.npy`` (LLFF
+   rows in sorted file-name order: ``opencv_to_llff`` pose, ``[H, W, fx]``, near, far),
+   ``hwf_cxcy.npy`` (``[h, w, fx, fy, cx, cy]``, so the exact principal point survives) and
+   ``prepare_report.json``. Near/far: :func:`nex_core.scene.sfm_checks.point_depth_bounds`. The scene is
+   then loaded with :func:`nex_core.scene.load_scene` as ``nex train`` will, and its plane range reported.
+
+Output safety: everything is built in ``SCENE_DIR/.nex-prepare/`` and moved into place only at the end. An
+existing scene is replaced only with ``force``; if the run fails or is cancelled, the old scene is left as
+it was. ``SCENE_DIR/events.jsonl`` is the progress log of the latest run (started afresh by each run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from nex_core.cameras import Camera, opencv_to_llff
+from nex_core.errors import CancelledError, ConfigError, ReconstructionError, SceneError
+from nex_core.events import EVENTS_FILE, EventLog, Listener
+from nex_core.scene.photos import MIN_PHOTOS, PhotoSet, brief_list, copy_upright, inspect_photos, output_size
+from nex_core.scene.sfm_checks import ModelStats, assess_model, check_overlap, model_stats, point_depth_bounds
+from nex_core.scene.sfm_colmap import (CameraPrior, Phase, Runner, StepSettings, choose_matcher, extract_features,
+                                       import_pycolmap, match_features, run_mapping, undistort)
+
+WORK_DIR = ".nex-prepare"
+REPORT_FILE = "prepare_report.json"
+OUTPUTS = ("images", "sparse", "poses_bounds.npy", "hwf_cxcy.npy", REPORT_FILE, "planes.txt")
+MATCHERS = ("auto", "exhaustive", "sequential")
+VALIDATION_WIDTH = 128
+
+
+@dataclass
+class PrepareOptions:
+    """Settings of one ``nex prepare`` run."""
+
+    width: int | None = 1600  # shrink photos to at most this width (None: keep their size)
+    matcher: str = "auto"  # auto, exhaustive or sequential
+    focal_px: float | None = None  # focal length in pixels of the photos as stored (before width)
+    fov_deg: float | None = None  # horizontal field of view in degrees (alternative to focal_px)
+    refine_focal: bool = False  # let bundle adjustment refine a known (flag / EXIF) focal length
+    force: bool = False  # replace an existing scene
+    max_features: int = 8192  # SIFT features per photo
+    num_threads: int = -1  # -1: all cores
+    seed: int = 0  # RANSAC / mapper random seed
+    min_images: int = MIN_PHOTOS  # fewest photos accepted (and fewest that must be placed)
+
+    def step_settings(self) -> StepSettings:
+        return StepSettings(max_features=self.max_features, num_threads=self.num_threads, seed=self.seed)
+
+
+@dataclass
+class PrepareReport:
+    """What ``nex prepare`` did; written as ``prepare_report.json``."""
+
+    photos_dir: str
+    scene_dir: str
+    images_total: int
+    images_registered: int
+    unregistered: list[str]
+    ignored_files: list[str]
+    mean_reprojection_error_px: float
+    points3d: int
+    mean_track_length: float
+    input_size: list[int]  # [W, H] of the photos given to COLMAP
+    output_size: list[int]  # [W, H] of the undistorted images
+    focal_px: float  # of the undistorted images
+    fov_x_deg: float
+    focal_source: str  # "--focal-px", "--fov-deg", "exif", "estimated"
+    focal_fixed: bool
+    radial_k1: float
+    matcher: str
+    pairs_matched: int
+    pairs_verified: int
+    baseline_ratio: float  # camera spread / median point depth
+    dmin: float  # the MPI plane range `nex train` will use by default
+    dmax: float
+    ref_image: str
+    near_range: list[float]  # [smallest, largest] near bound over the photos
+    far_range: list[float]
+    timings_s: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    pycolmap_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self, messages: bool = True) -> str:
+        """A few human-readable lines (with the notes and warnings unless ``messages`` is False)."""
+        lines = [f"registered {self.images_registered}/{self.images_total} photos"
+                 + (f"; not placed: {brief_list(self.unregistered)}" if self.unregistered else ""),
+                 f"{self.points3d} 3D points, mean reprojection error {self.mean_reprojection_error_px:.3f} px, "
+                 f"mean track length {self.mean_track_length:.1f}",
+                 f"camera: {self.output_size[0]}x{self.output_size[1]} pinhole, focal {self.focal_px:.1f} px "
+                 f"(horizontal FOV {self.fov_x_deg:.1f} deg; {self.focal_source}"
+                 f"{', held fixed' if self.focal_fixed else ', refined'})",
+                 f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})",
+                 "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())]
+        if messages:
+            lines += [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Options, paths
+
+
+def default_scene_dir(photos_dir: Path) -> Path:
+    """``<photos>_scene`` beside the photo folder."""
+    return photos_dir.with_name(photos_dir.name + "_scene")
+
+
+def check_options(options: PrepareOptions) -> None:
+    if options.matcher not in MATCHERS:
+        raise ConfigError(f"matcher must be one of {', '.join(MATCHERS)}, got {options.matcher!r}")
+    if options.focal_px is not None and options.fov_deg is not None:
+        raise ConfigError("give either --focal-px or --fov-deg, not both")
+    if options.focal_px is not None and not (math.isfinite(options.focal_px) and options.focal_px > 0):
+        raise ConfigError(f"--focal-px must be a positive number of pixels, got {options.focal_px}")
+    if options.fov_deg is not None and not 1.0 <= options.fov_deg <= 179.0:
+        raise ConfigError(f"--fov-deg must be a horizontal field of view between 1 and 179 degrees, "
+                          f"got {options.fov_deg}")
+    if options.width is not None and options.width < 16:
+        raise ConfigError(f"--width must be at least 16 pixels (800 or more works best), got {options.width}")
+    if options.max_features < 100:
+        raise ConfigError(f"--max-features must be at least 100, got {options.max_features}")
+    if options.min_images < 2:
+        raise ConfigError(f"min_images must be >= 2, got {options.min_images}")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_paths(photos_dir: Path, scene_dir: Path) -> None:
+    """The scene folder must not be, or hold, the photos."""
+    if photos_dir == scene_dir:
+        raise ConfigError(f"the scene folder must differ from the photo folder ({photos_dir}): pass --out "
+                          "SCENE_DIR (default: <photos>_scene)")
+    for name in ("images", "sparse", WORK_DIR):
+        if _inside(photos_dir, scene_dir / name):
+            raise ConfigError(f"the photos in {photos_dir} lie inside the output {scene_dir / name}, which "
+                              "nex prepare replaces: move the photos to another folder (e.g. "
+                              f"{scene_dir / 'photos'}) and prepare from there")
+
+
+def existing_outputs(scene_dir: Path) -> list[str]:
+    """The outputs of a previous run present in ``scene_dir``."""
+    return [name for name in OUTPUTS if (scene_dir / name).exists()]
+
+
+def check_existing(scene_dir: Path, force: bool) -> None:
+    if scene_dir.exists() and not scene_dir.is_dir():
+        raise ConfigError(f"{scene_dir} is a file: pass a folder as --out")
+    found = existing_outputs(scene_dir)
+    if found and not force:
+        raise SceneError(f"{scene_dir} already holds a prepared scene ({', '.join(found)}): pass --force to "
+                         "replace it (the old one stays until the new one is complete) or choose another --out")
+
+
+# --------------------------------------------------------------------------------------------------
+# Photos and the camera
+
+
+def intake(photos_dir: Path, input_dir: Path, options: PrepareOptions, log: EventLog,
+           runner: Runner) -> tuple[PhotoSet, tuple[int, int], list[str]]:
+    """Check the photos and copy them upright at the working size; returns them, that size, their names."""
+    known_focal = options.focal_px is not None or options.fov_deg is not None
+    photos = inspect_photos(photos_dir, options.min_images, ignore_exif_focal=known_focal)
+    if photos.ignored:
+        log.emit("photos", "note", message=f"ignored {len(photos.ignored)} file(s) that are not PNG/JPEG "
+                 f"photos: {brief_list(photos.ignored)}")
+    for note in photos.notes:
+        log.emit("photos", "note", message=note)
+    size = output_size(photos.width, photos.height, options.width)
+    input_dir.mkdir(parents=True)
+    phase = Phase(log, "photos", len(photos.photos), "photos")
+    names = []
+    for k, info in enumerate(photos.photos):
+        runner.check("photo intake")
+        copy_upright(info, input_dir / info.path.name, size)
+        names.append(info.path.name)
+        phase.update(k + 1)
+    phase.end(photos=len(names), width=size[0], height=size[1])
+    return photos, size, names
+
+
+def camera_prior(photos: PhotoSet, size: tuple[int, int], options: PrepareOptions) -> CameraPrior:
+    """The starting camera: focal from a flag, else EXIF, else unknown; a known one is fixed unless refined."""
+    width, height = size
+    scale = width / photos.width
+    if options.focal_px is not None:
+        focal, source = options.focal_px * scale, "--focal-px"
+    elif options.fov_deg is not None:
+        focal, source = 0.5 * width / math.tan(math.radians(options.fov_deg) / 2.0), "--fov-deg"
+    elif photos.exif_focal_px is not None:
+        focal, source = photos.exif_focal_px * scale, "exif"
+    else:
+        return CameraPrior(width, height, None, "estimated", fixed=False)
+    return CameraPrior(width, height, focal, source, fixed=not options.refine_focal)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing the scene
+
+
+def assemble_scene(undistorted: Path, staged: Path) -> None:
+    """``images/`` and ``sparse/0/`` of the scene from ``undistort_images``' output folder."""
+    staged.mkdir(parents=True)
+    shutil.move(str(undistorted / "images"), str(staged / "images"))
+    model = staged / "sparse" / "0"
+    model.mkdir(parents=True)
+    for item in (undistorted / "sparse").iterdir():
+        if item.is_file():
+            shutil.move(str(item), str(model / item.name))
+
+
+def write_llff(staged: Path) -> tuple[np.ndarray, np.ndarray, list[Camera]]:
+    """``poses_bounds.npy`` and ``hwf_cxcy.npy`` from the undistorted model; returns (near, far, cameras)."""
+    from nex_core.scene.colmap import read_colmap
+
+    views = read_colmap(staged)  # cameras sorted by name, the order LLFF rows must have
+    bounds = point_depth_bounds(import_pycolmap().Reconstruction(str(staged / "sparse" / "0")))
+    near = np.array([bounds[Path(n).name][0] for n in views.names])
+    far = np.array([bounds[Path(n).name][1] for n in views.names])
+    bad = [n for n, lo, hi in zip(views.names, near, far) if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi)]
+    if bad:
+        raise ReconstructionError(f"no usable 3D points in front of the camera for {brief_list(bad)}: the model "
+                                  "is inconsistent; take more overlapping photos")
+    rows = []
+    for cam, lo, hi in zip(views.cameras, near, far):
+        hwf = np.array([[cam.height], [cam.width], [cam.fx]], dtype=np.float64)
+        rows.append(np.concatenate([np.hstack([opencv_to_llff(cam.c2w), hwf]).ravel(), [lo, hi]]))
+    np.save(staged / "poses_bounds.npy", np.asarray(rows, dtype=np.float64))
+    cam = views.cameras[0]
+    hwf_cxcy = np.array([cam.height, cam.width, cam.fx, cam.fy, cam.cx, cam.cy], dtype=np.float64)
+    np.save(staged / "hwf_cxcy.npy", hwf_cxcy.reshape(6, 1))
+    return near, far, views.cameras
+
+
+def swap_in(staged: Path, scene_dir: Path, old_dir: Path) -> list[str]:
+    """Replace the outputs in ``scene_dir`` with those in ``staged``; on failure put the old ones back.
+
+    Returns the names of old outputs that were replaced (they end up in ``old_dir``).
+    """
+    old_dir.mkdir(parents=True, exist_ok=True)
+    replaced = existing_outputs(scene_dir)
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in replaced:
+            (scene_dir / name).rename(old_dir / name)
+            moved_out.append(name)
+        for item in sorted(staged.iterdir()):
+            item.rename(scene_dir / item.name)
+            moved_in.append(item.name)
+    except OSError:
+        for name in moved_in:
+            (scene_dir / name).rename(staged / name)
+        for name in moved_out:
+            (old_dir / name).rename(scene_dir / name)
+        raise
+    return replaced
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class _Run:
+    """One run's folders, settings and progress channel."""
+
+    photos_dir: Path
+    scene_dir: Path
+    work: Path
+    options: PrepareOptions
+    log: EventLog
+    runner: Runner
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def input_dir(self) -> Path:
+        return self.work / "input"
+
+    @property
+    def db(self) -> Path:
+        return self.work / "database.db"
+
+    def timed(self, name: str, start: float) -> None:
+        self.timings[name] = round(time.perf_counter() - start, 2)
+
+
+def prepare_scene(photos_dir: Path | str, scene_dir: Path | str | None = None,
+                  options: PrepareOptions | None = None, listeners: Iterable[Listener] = (),
+                  should_stop: Callable[[], bool] | None = None) -> PrepareReport:
+    """Run structure from motion on the photos in ``photos_dir`` and write a trainable scene.
+
+    ``scene_dir`` defaults to ``<photos_dir>_scene``. Progress goes to ``scene_dir/events.jsonl`` and to
+    ``listeners``; ``should_stop`` is polled (about 10 times a second) to cancel. Raises NexError
+    subclasses with advice (CancelledError when stopped); an existing scene is kept on any failure.
+    """
+    options = options or PrepareOptions()
+    check_options(options)
+    photos_dir = Path(photos_dir).resolve()
+    scene_dir = default_scene_dir(photos_dir) if scene_dir is None else Path(scene_dir).resolve()
+    check_paths(photos_dir, scene_dir)
+    check_existing(scene_dir, options.force)
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    (scene_dir / EVENTS_FILE).unlink(missing_ok=True)
+    run = _Run(photos_dir, scene_dir, scene_dir / WORK_DIR, options, EventLog(scene_dir, listeners),
+               Runner(should_stop))
+    shutil.rmtree(run.work, ignore_errors=True)
+    run.work.mkdir()
+    run.log.emit("setup", "start", photos_dir=str(photos_dir), scene_dir=str(scene_dir), options=asdict(options))
+    try:
+        report = _prepare(run)
+    except CancelledError as exc:
+        run.log.emit("cancelled", "cancelled", message=str(exc))
+        raise
+    except Exception as exc:
+        run.log.emit("failed", "error", message=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
+        raise
+    finally:
+        shutil.rmtree(run.work, ignore_errors=True)
+    run.log.emit("done", "report", summary=report.summary(messages=False), **report.to_dict())
+    return report
+
+
+def _prepare(run: _Run) -> PrepareReport:
+    import_pycolmap().set_random_seed(run.options.seed)
+    t = time.perf_counter()
+    photos, size, names = intake(run.photos_dir, run.input_dir, run.options, run.log, run.runner)
+    prior = camera_prior(photos, size, run.options)
+    if prior.focal_px is not None:
+        run.log.emit("photos", "note", message=f"focal length {prior.focal_px:.1f} px from {prior.source}"
+                     + (" (held fixed)" if prior.fixed else " (refined)"))
+    run.timed("photos", t)
+    rec, stats, matching = _reconstruct(run, names, prior)
+    warnings = assess_model(stats, prior, len(names), run.options.min_images)
+    model_dir = run.work / "model"
+    model_dir.mkdir()
+    rec.write(str(model_dir))
+    run.runner.check("mapping")
+
+    t = time.perf_counter()
+    undistort(model_dir, run.input_dir, run.work / "undistorted", len(stats.registered),
+              run.options.step_settings(), run.log, run.runner)
+    run.timed("undistortion", t)
+    return _write(run, photos, size, prior, stats, matching, warnings)
+
+
+def _reconstruct(run: _Run, names: list[str], prior: CameraPrior) -> tuple[Any, ModelStats, dict[str, Any]]:
+    """Features, matching, mapping; returns (reconstruction, its stats, matching numbers)."""
+    settings = run.options.step_settings()
+    t = time.perf_counter()
+    extract_features(run.db, run.input_dir, names, prior, settings, run.log, run.runner)
+    run.timed("features", t)
+
+    t = time.perf_counter()
+    matcher = choose_matcher(run.options.matcher, len(names))
+    n_pairs, partners = match_features(run.db, run.work, matcher, settings, run.log, run.runner)
+    isolated = check_overlap(partners, run.options.min_images, matcher)
+    matching = {"matcher": matcher, "pairs_matched": n_pairs, "pairs_verified": sum(partners.values()) // 2}
+    run.timed("matching", t)
+
+    t = time.perf_counter()
+    rec = run_mapping(run.db, run.input_dir, run.work, prior, len(names) - len(isolated), run.options.min_images,
+                      settings, run.log, run.runner)
+    if rec is None:
+        raise ReconstructionError(
+            f"COLMAP could not build any model from the {len(names)} photos ({matching['pairs_verified']} "
+            f"overlapping pairs{'; no overlap at all for ' + brief_list(isolated) if isolated else ''}). Try: "
+            "more photos from nearby viewpoints (60-80 % overlap), a textured and static scene, moving the "
+            "camera sideways rather than only turning it, and --fov-deg if you know the lens.")
+    stats = model_stats(rec, names)
+    run.timed("mapping", t)
+    return rec, stats, matching
+
+
+def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrior, stats: ModelStats,
+           matching: dict[str, Any], warnings: list[str]) -> PrepareReport:
+    """Stage the scene, check it loads, write the report, swap it into the scene folder."""
+    from nex_core.scene import load_scene
+
+    t = time.perf_counter()
+    phase = Phase(run.log, "writing", 1, "scene")
+    staged = run.work / "scene"
+    assemble_scene(run.work / "undistorted", staged)
+    near, far, cameras = write_llff(staged)
+    scene = load_scene(staged, width=min(VALIDATION_WIDTH, cameras[0].width), min_images=run.options.min_images)
+    replaced = existing_outputs(run.scene_dir)
+    if "planes.txt" in replaced:
+        warnings = warnings + ["the old planes.txt was removed: its depths referred to the old camera poses"]
+    for warning in warnings:
+        run.log.emit("writing", "warning", message=warning)
+    run.timed("writing", t)
+    cam = cameras[0]
+    report = PrepareReport(
+        photos_dir=str(run.photos_dir), scene_dir=str(run.scene_dir), images_total=len(photos.photos),
+        images_registered=len(stats.registered), unregistered=stats.unregistered, ignored_files=photos.ignored,
+        mean_reprojection_error_px=stats.mean_reproj_px, points3d=stats.points3d,
+        mean_track_length=stats.mean_track_length, input_size=list(size), output_size=[cam.width, cam.height],
+        focal_px=cam.fx, fov_x_deg=cam.fov_x_degrees(), focal_source=prior.source, focal_fixed=prior.fixed,
+        radial_k1=stats.radial_k1, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
+        dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
+        near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
+        timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
+        pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching)
+    (staged / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    swap_in(staged, run.scene_dir, run.work / "old")
+    phase.update(1)
+    phase.end(replaced=replaced)
+    return report
