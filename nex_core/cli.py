@@ -91,6 +91,8 @@ class StopFlag:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        if hasattr(signal, "SIGBREAK"):  # Windows: how the Blender add-on asks a worker to stop
+            signal.signal(signal.SIGBREAK, handler)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""The extension zip: built by Blender's tool, valid, installable, self-contained and free of torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+import tomllib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO
+
+OPERATORS = ("prepare", "train", "resume", "cancel", "bake", "export", "import_cameras", "import_mpi",
+             "render_reference", "mpi_options", "make_portable", "render_dataset", "check_python",
+             "create_environment", "cancel_environment", "poll_jobs")
+
+
+def _blender_ext() -> Path:
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import build_extension
+    finally:
+        sys.path.pop(0)
+    return build_extension.find_blender_ext()
+
+
+def test_zip_layout(extension_zip):
+    names = zipfile.ZipFile(extension_zip).namelist()
+    for required in ("blender_manifest.toml", "__init__.py", "worker.py", "shading.py", "mpi_import.py",
+                     "_vendor/nex_core/baked.py", "_vendor/nex_core/baked_render.py", "_vendor/nex_core/cameras.py",
+                     "_vendor/nex_core/events.py", "_vendor/nex_core/config.py", "_vendor/nex_core/scene/loader.py"):
+        assert required in names, required
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Only torch-free modules are vendored, and nothing in the zip imports torch.
+    assert not [n for n in names if n.startswith("_vendor/nex_core/") and Path(n).stem in
+                ("model", "train", "mpi", "render", "bake", "checkpoint", "run")]
+    with zipfile.ZipFile(extension_zip) as zf:
+        for name in names:
+            if name.endswith(".py"):
+                tree = ast.parse(zf.read(name).decode("utf-8"))
+                imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+                imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
+                             if isinstance(n, ast.ImportFrom) and not n.level}
+                assert "torch" not in imported, name
+                assert "nex_core" not in imported or not name.startswith("_vendor/"), \
+                    f"{name}: vendored modules must import each other relatively"
+
+
+def test_manifest_validates(extension_zip):
+    proc = subprocess.run([sys.executable, str(_blender_ext()), "validate", str(extension_zip)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = tomllib.loads((REPO / "nex_blender" / "blender_manifest.toml").read_text())
+    assert manifest["type"] == "add-on" and manifest["blender_version_min"] == "4.2.0"
+    assert "files" in manifest["permissions"]
+    assert "__pycache__/" in manifest["build"]["paths_exclude_pattern"]
+
+
+def test_installed_and_registered(addon, bpy_module):
+    bpy = bpy_module
+    assert bpy.context.preferences.addons[ADDON_MODULE].preferences is not None
+    for name in OPERATORS:
+        assert getattr(bpy.ops.nex, name).get_rna_type().identifier, name
+    assert hasattr(bpy.types.Scene, "nex")
+    assert bpy.types.Node.bl_rna_get_subclass_py("ShaderNodeNexMPI") is not None
+    assert addon._core.VENDORED and addon._core.PACKAGE == f"{ADDON_MODULE}._vendor.nex_core"
+    panels = {cls.__name__ for cls in addon.ui.classes}
+    assert {"NEX_PT_main", "NEX_PT_mpi_object", "NEX_PT_dataset"} <= panels
+
+
+def test_fresh_blender_never_imports_torch_or_pillow(extension_zip, tmp_path):
+    """Enable the add-on in a fresh process, import cameras and an MPI, render: no torch, no Pillow
+    (Blender's own Python has neither); then disable and enable again cleanly."""
+    from nex_core.baked import BakedMPI, MPIInfo, write_baked
+
+    rng = np.random.default_rng(0)
+    info = MPIInfo(width=16, height=12, fx=15.0, fy=15.0, cx=8.0, cy=6.0, offset=2, depths=(2.0, 3.0, 4.0, 6.0),
+                   layers=2, sublayers=2, n_basis=4, basis_kind="learned", lut_width=8, lut_height=8,
+                   lut_vx=(-0.6, 0.6), lut_vy=(-0.5, 0.5), ref_c2w=np.eye(4))
+    h, w = info.mpi_height, info.mpi_width
+    baked = BakedMPI(info, rng.uniform(0, 1, (4, h, w)).astype(np.float32),
+                     rng.uniform(0, 1, (2, h, w, 3)).astype(np.float32),
+                     rng.uniform(-1, 1, (2, h, w, 3, 4)).astype(np.float32),
+                     rng.uniform(-1, 1, (4, 8, 8)).astype(np.float32))
+    write_baked(baked, tmp_path / "baked")
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["BLENDER_USER_RESOURCES"] = {str(tmp_path / "user")!r}
+        import bpy
+        assert bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, repo="user_default",
+                                                         enable_on_install=True) == {{"FINISHED"}}
+        bpy.ops.wm.read_homefile(use_empty=True)
+        bpy.ops.nex.import_cameras(directory={str(DEMO_SCENE)!r}, background_images=False)
+        bpy.ops.nex.import_mpi(directory={str(tmp_path / "baked")!r})
+        sc = bpy.context.scene
+        sc.render.engine = "CYCLES"; sc.cycles.samples = 1
+        bpy.ops.nex.render_reference(filepath={str(tmp_path / "r.png")!r})
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "PIL"))
+        print("HEAVY", bad)
+        bpy.ops.preferences.addon_disable(module={ADDON_MODULE!r})
+        assert not hasattr(bpy.types.Scene, "nex")
+        assert bpy.types.Node.bl_rna_get_subclass_py("ShaderNodeNexMPI") is None
+        bpy.ops.preferences.addon_enable(module={ADDON_MODULE!r})
+        assert hasattr(bpy.types.Scene, "nex")
+        assert bpy.types.Node.bl_rna_get_subclass_py("ShaderNodeNexMPI") is not None
+        print("OK")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "HEAVY []" in proc.stdout and "OK" in proc.stdout, proc.stdout[-3000:]
+    assert (tmp_path / "r.png").is_file()
+
+
+def test_build_tool_rejects_torch_in_vendored_modules(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import build_extension
+    finally:
+        sys.path.pop(0)
+    fake = tmp_path / "nex_core"
+    for rel in build_extension.VENDORED:
+        (fake / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fake / rel).write_text("import numpy\n")
+    (fake / "baked.py").write_text("def f():\n    import torch\n")
+    try:
+        build_extension.check_vendored(fake)
+    except build_extension.BuildError as exc:
+        assert "baked.py:2 imports torch" in str(exc)
+    else:
+        raise AssertionError("a vendored module importing torch was accepted")
+    assert build_extension.relativize("from nex_core.cameras import Camera\n", "scene/loader.py") == \
+        "from ..cameras import Camera\n"

@@ -1,0 +1,63 @@
+"""The panels and preferences draw in every job state (with a recording stand-in for the layout: in
+background mode Blender draws no UI)."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+from addon_helpers import ADDON_MODULE
+
+
+class _Panel:
+    def __init__(self, cls, target=None):
+        self.layout = mock.MagicMock(name="layout")
+        self._cls, self._target = cls, target
+
+    def __getattr__(self, name):
+        if self._target is not None and hasattr(self._target, name):
+            return getattr(self._target, name)
+        return getattr(self._cls, name)
+
+
+def _labels(layout) -> str:
+    return " ".join(str(c) for c in layout.mock_calls)
+
+
+def test_panels_draw_in_every_state(scene, addon, bpy_module):
+    bpy = bpy_module
+    ui = addon.ui
+    job = scene.nex.job
+    states = [dict(kind=""),
+              dict(kind="train", running=True, phase="train", progress=40.0, step=60, steps=150, loss=0.01,
+                   psnr=21.0, eta_s=12.0, message="checkpoint at step 50", preview_path="/nonexistent.png"),
+              dict(kind="train", running=False, phase="failed", error="the background Python has no PyTorch " * 3,
+                   log_path="/tmp/train.log"),
+              dict(kind="prepare", running=True, phase="matching", progress=45.0, step=3, steps=10)]
+    for state in states:
+        for key, value in state.items():
+            setattr(job, key, value)
+        panel = _Panel(ui.NEX_PT_main)
+        ui.NEX_PT_main.draw(panel, bpy.context)
+        text = _labels(panel.layout)
+        if state.get("error"):
+            assert "ERROR" in text and "PyTorch" in text
+        if state.get("running"):
+            assert "progress" in text
+    scene.nex.preset, scene.nex.steps = "tiny", 300
+    assert scene.nex.effective_summary() == "4 x 2 = 8 planes, 300 steps, 80 px wide"
+    panel = _Panel(ui.NEX_PT_dataset)
+    ui.NEX_PT_dataset.draw(panel, bpy.context)
+    assert "render_dataset" in _labels(panel.layout)
+
+
+def test_mpi_panel_and_preferences_draw(scene, addon, bpy_module, trained_run):
+    bpy = bpy_module
+    assert bpy.ops.nex.import_mpi(directory=str(trained_run["baked_dir"])) == {"FINISHED"}
+    assert addon.ui.NEX_PT_mpi_object.poll(bpy.context)
+    panel = _Panel(addon.ui.NEX_PT_mpi_object)
+    addon.ui.NEX_PT_mpi_object.draw(panel, bpy.context)
+    assert "planes" in _labels(panel.layout)
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    panel = _Panel(type(prefs), prefs)
+    type(prefs).draw(panel, bpy.context)
+    assert "Create Environment" in _labels(panel.layout) or "create_environment" in _labels(panel.layout)

@@ -1,0 +1,310 @@
+"""Import a baked MPI (``nex bake``: mpi.json + PNG atlases) as scene objects.
+
+One empty, the *rig*, at the reference camera (Blender camera axes: the MPI looks down its -Z); under
+it one textured quad per plane at z = -depth, exactly covering the MPI's frustum rectangle (the
+reference image plus ``offset`` texels on every side). Each plane's origin is at its centre, so EEVEE's
+per-object sorting of blended surfaces draws far planes first. Planes sharing the same atlases share one
+material (a NeX MPI node, see :mod:`shading`); per-plane tile offsets and the depth of the plane's
+layer's first plane are custom properties read by the material's Attribute nodes.
+
+The manifest is read with ``nex_core.baked.read_layout`` (no pixels decoded in Python); Blender loads
+the atlases itself, as Non-Color data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from . import _core, camera_import, shading
+
+RIG_TAG = "nex_mpi_rig"
+PLANE_TAG = "nex_mpi_plane"
+BOUNCE_MARGIN = 8  # transparent bounces left for the user's own transparent objects
+OPAQUE_ENOUGH = 0.9  # below this mean opacity, scene-linear colours visibly differ from NeX's compositing
+OPACITY_BUDGET = 1 << 24  # alpha texels read back to measure the opacity (larger MPIs are not measured)
+
+
+@dataclass
+class MPIImportOptions:
+    baked_dir: Path
+    name: str = ""  # rig name (empty: the run folder's name)
+    view_dependent: bool = True
+    linear_output: bool = True
+    filtering: str = "EXACT"  # see shading.FILTERING_ITEMS
+    cast_shadows: bool = False
+    holdout: bool = False
+    pack_images: bool = False
+    raise_transparent_bounces: bool = True
+    set_view_transform: bool = False  # Standard (scene-linear colours) or Raw (display-referred)
+
+
+@dataclass
+class MPIImportResult:
+    rig: object
+    planes: list
+    materials: list
+    collection: object
+    bounces: tuple[int, int] | None  # Cycles transparent bounces (before, after) when raised
+    warnings: list[str] = field(default_factory=list)
+    view_transform: tuple[str, str] | None = None  # (before, after) when changed
+
+
+def plane_rectangle(info, depth: float) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1): the MPI plane at ``depth`` in the reference frame, OpenCV axes (y down); the
+    outer edges of the MPI's texels (reference pixels -offset .. W + offset)."""
+    x0 = (-info.offset - info.cx) / info.fx * depth
+    x1 = (info.width + info.offset - info.cx) / info.fx * depth
+    y0 = (-info.offset - info.cy) / info.fy * depth
+    y1 = (info.height + info.offset - info.cy) / info.fy * depth
+    return x0, x1, y0, y1
+
+
+def plane_mesh_data(info, depth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre [3], vertices [4, 3] relative to it, uvs [4, 2]) of a plane, rig frame (Blender axes).
+
+    The quad faces the reference camera (+Z); its UVs are the MPI's normalised texel coordinates (u to
+    the right, v up, as Blender images are stored bottom row first)."""
+    x0, x1, y0, y1 = plane_rectangle(info, depth)
+    # Blender axes: y up = -y(OpenCV); counter-clockwise seen from +Z.
+    corners = np.array([[x0, -y1, -depth], [x1, -y1, -depth], [x1, -y0, -depth], [x0, -y0, -depth]])
+    uvs = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    centre = corners.mean(0)
+    return centre, corners - centre, uvs
+
+
+def material_key(layout, plane: int) -> tuple[int, int]:
+    """Planes with equal keys share a material: the same layer (k0, coefficients, first-plane depth are
+    constants of the material) and the same alpha atlas (the tile offset is a per-plane attribute)."""
+    return plane // layout.info.sublayers, layout.tiles["alpha"][plane].texture
+
+
+def plane_attributes(layout, plane: int) -> dict[str, object]:
+    """The custom properties a plane's material reads: its alpha tile's offset in the atlas."""
+    tile = layout.tiles["alpha"][plane]
+    spec = layout.textures[tile.texture]
+    return {"nex_a": list(shading.tile_offset(tile.x, tile.y, spec.width, spec.height))}
+
+
+def shader_spec(layout, key: tuple[int, int], images: dict[int, str], view_dependent: bool = True,
+                linear_output: bool = True, filtering: str = "EXACT") -> shading.ShaderSpec:
+    info = layout.info
+    layer, alpha_texture = key
+    n = info.n_basis
+
+    def ref(index: int) -> shading.AtlasRef:
+        t = layout.textures[index]
+        return shading.AtlasRef(images[index], t.width, t.height)
+
+    k0 = layout.tiles["k0"][layer]
+    coeffs = [layout.tiles["coeff"][layer * n + b] for b in range(n)]
+    return shading.ShaderSpec(
+        fx=info.fx, fy=info.fy, cx=info.cx, cy=info.cy, offset=info.offset, mpi_width=info.mpi_width,
+        mpi_height=info.mpi_height, n_basis=n, lut_vx=info.lut_vx, lut_vy=info.lut_vy,
+        lut_width=info.lut_width, lut_height=info.lut_height,
+        lut_tiles=[(ref(t.texture), t.x, t.y) for t in layout.tiles["basis"]],
+        alpha=ref(alpha_texture), k0=ref(k0.texture), k0_tile=(k0.x, k0.y),
+        coeffs=[ref(t.texture) for t in coeffs], coeff_tiles=[(t.x, t.y) for t in coeffs],
+        d0=float(info.depths[layer * info.sublayers]),
+        view_dependent=view_dependent, linear_output=linear_output, filtering=filtering)
+
+
+def reference_camera_json(info) -> str:
+    return json.dumps({"width": info.width, "height": info.height, "fx": info.fx, "fy": info.fy,
+                       "cx": info.cx, "cy": info.cy})
+
+
+def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
+    """Build the rig, planes and materials of the baked MPI in ``options.baked_dir``."""
+    baked = _core.module("baked")
+    layout = baked.read_layout(Path(options.baked_dir))
+    info = layout.info
+    scene = context.scene
+    warnings: list[str] = []
+    name = options.name or Path(options.baked_dir).resolve().parent.name or "MPI"
+    missing = [str(layout.path(t)) for t in layout.textures if not layout.path(t).is_file()]
+    if missing:  # checked before anything is created, so a failed import leaves nothing behind
+        raise _core.module("errors").FormatError(
+            f"{missing[0]}: texture listed in {layout.root / 'mpi.json'} is missing"
+            f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; copy the whole baked folder or "
+            "bake again")
+
+    coll = bpy.data.collections.new(f"NeX MPI {name}")
+    scene.collection.children.link(coll)
+    rig = bpy.data.objects.new(f"NeX MPI {name}", None)
+    rig.empty_display_type = "ARROWS"
+    rig.empty_display_size = 0.25 * info.depths[0]
+    coll.objects.link(rig)
+    rig.matrix_world = Matrix(info.ref_c2w_blender.tolist())
+    rig[RIG_TAG] = True
+    rig["nex_baked_dir"] = str(Path(options.baked_dir).resolve())
+    rig["nex_planes"] = info.n_planes
+    rig["nex_depths"] = list(info.depths)
+    rig["nex_reference_camera"] = reference_camera_json(info)
+    name = rig.name
+
+    # Textures: each atlas once, as Non-Color data (the tree decodes the 8-bit codes itself).
+    images: dict[int, str] = {}
+    for index, spec in enumerate(layout.textures):
+        img = bpy.data.images.load(str(layout.path(spec)), check_existing=False)
+        img.name = f"{name} {spec.file}"
+        img.colorspace_settings.name = "Non-Color"
+        img.alpha_mode = "NONE"
+        if options.pack_images:
+            img.pack()
+        images[index] = img.name
+
+    opacity = reference_opacity(layout, images)
+    if opacity is not None:
+        rig["nex_mean_opacity"] = opacity
+        if options.linear_output and opacity < OPAQUE_ENOUGH:
+            warnings.append(
+                f"this MPI is only {100 * opacity:.0f}% opaque on average: its half-transparent planes mix in linear "
+                f"light here but in sRGB values in NeX, so it will look different from NeX's own render; for NeX's "
+                f"exact look import it with Scene-Linear Colour off and use the Raw view transform")
+
+    materials: dict[tuple, object] = {}
+    planes = []
+    for j, depth in enumerate(info.depths):
+        layer, sub = divmod(j, info.sublayers)
+        key = material_key(layout, j)
+        if key not in materials:
+            spec = shader_spec(layout, key, images, options.view_dependent, options.linear_output,
+                               options.filtering)
+            group = shading.new_group(f"{name} layer {layer} shader", spec, rig)
+            mat, node = shading.build_material(f"{name} layer {layer}", group)
+            with shading.suspend_rebuild():
+                node.rig, node.source = rig, rig["nex_baked_dir"]
+                node.view_dependent, node.linear_output = options.view_dependent, options.linear_output
+                node.filtering = options.filtering
+            materials[key] = mat
+        centre, verts, uvs = plane_mesh_data(info, depth)
+        mesh = bpy.data.meshes.new(f"{name} plane {j:03d}")
+        mesh.from_pydata([tuple(v) for v in verts], [], [(0, 1, 2, 3)])
+        uv_layer = mesh.uv_layers.new(name="MPI")
+        for loop in mesh.loops:
+            uv_layer.data[loop.index].uv = tuple(uvs[loop.vertex_index])
+        mesh.materials.append(materials[key])
+        mesh.update()
+        obj = bpy.data.objects.new(f"{name} plane {j:03d}", mesh)
+        coll.objects.link(obj)
+        obj.parent = rig
+        obj.matrix_parent_inverse = Matrix.Identity(4)
+        obj.location = tuple(centre)
+        for attr, value in plane_attributes(layout, j).items():
+            obj[attr] = value
+        obj[PLANE_TAG] = j
+        obj["nex_layer"], obj["nex_sublayer"], obj["nex_depth"] = layer, sub, float(depth)
+        set_plane_options(obj, cast_shadows=options.cast_shadows, holdout=options.holdout)
+        planes.append(obj)
+
+    bounces = None
+    if options.raise_transparent_bounces and hasattr(scene, "cycles"):
+        before = scene.cycles.transparent_max_bounces
+        want = info.n_planes + BOUNCE_MARGIN
+        if before < want:
+            scene.cycles.transparent_max_bounces = want
+            bounces = (before, want)
+        # Below this many transparent bounces Cycles never ends a path by Russian roulette: the MPI's
+        # over-compositing is then exact at one sample, not noisy.
+        scene.cycles.min_transparent_bounces = max(scene.cycles.min_transparent_bounces,
+                                                   min(info.n_planes, scene.cycles.transparent_max_bounces))
+    elif hasattr(scene, "cycles") and scene.cycles.transparent_max_bounces < info.n_planes:
+        warnings.append(f"Cycles' transparent bounces ({scene.cycles.transparent_max_bounces}) are fewer than the "
+                        f"{info.n_planes} planes: far planes will render black")
+    view = faithful_view_transform(options.linear_output)
+    changed = None
+    if scene.view_settings.view_transform != view:
+        if options.set_view_transform:
+            changed = (scene.view_settings.view_transform, view)
+            scene.view_settings.view_transform = view
+        else:
+            warnings.append(f"this scene uses the {scene.view_settings.view_transform} view transform; the MPI shows "
+                            f"the photographs' colours under {view} (Render Properties > Color Management)")
+    return MPIImportResult(rig, planes, list(materials.values()), coll, bounces, warnings, changed)
+
+
+def faithful_view_transform(linear_output: bool) -> str:
+    """The view transform under which the MPI's pixels come out as trained."""
+    return "Standard" if linear_output else "Raw"
+
+
+def reference_opacity(layout, images: dict[int, str]) -> float | None:
+    """Mean accumulated alpha of the MPI seen from its reference camera (there every plane's texel
+    (col, row) lies on the same ray, so it is 1 - prod_j (1 - alpha_j) per texel), from the loaded
+    alpha atlases; None when the MPI is too large to read back cheaply."""
+    tiles = layout.tiles["alpha"]
+    used = sorted({t.texture for t in tiles})
+    if sum(layout.textures[i].width * layout.textures[i].height for i in used) > OPACITY_BUDGET:
+        return None
+    pixels = {}
+    for index in used:
+        img = bpy.data.images[images[index]]
+        w, h = img.size
+        if (w, h) != (layout.textures[index].width, layout.textures[index].height):
+            return None
+        buf = np.empty(w * h * img.channels, np.float32)
+        img.pixels.foreach_get(buf)
+        pixels[index] = buf.reshape(h, w, img.channels)[::-1, :, 0]  # Blender stores the bottom row first
+    transmittance = 1.0
+    for t in tiles:
+        transmittance = transmittance * (1.0 - pixels[t.texture][t.y:t.y + t.h, t.x:t.x + t.w])
+    info = layout.info
+    inner = transmittance[info.offset:info.offset + info.height, info.offset:info.offset + info.width]
+    return float(1.0 - inner.mean())
+
+
+def set_plane_options(obj, cast_shadows: bool | None = None, holdout: bool | None = None) -> None:
+    if cast_shadows is not None:
+        obj.visible_shadow = cast_shadows
+    if holdout is not None:
+        obj.is_holdout = holdout
+
+
+def rig_of(obj):
+    """The MPI rig an object belongs to (the rig itself, a plane, or the reference camera), or None."""
+    while obj is not None:
+        if obj.get(RIG_TAG):
+            return obj
+        obj = obj.parent
+    return None
+
+
+def planes_of(rig) -> list:
+    return sorted((c for c in rig.children if PLANE_TAG in c.keys()), key=lambda o: o[PLANE_TAG])
+
+
+def reference_camera(rig):
+    """A nex_core Camera of the rig's reference view (pose: the rig's current world matrix)."""
+    cameras = _core.module("cameras")
+    ref = json.loads(rig["nex_reference_camera"])
+    return cameras.Camera(ref["width"], ref["height"], ref["fx"], ref["fy"], ref["cx"], ref["cy"],
+                          camera_import.opencv_pose_of(rig), "reference")
+
+
+def ensure_reference_camera(scene, rig):
+    """The rig's reference camera object (created once, a child of the rig so it follows it); made the
+    scene camera, with the render resolution of the reference image."""
+    cam_obj = next((c for c in rig.children if c.type == "CAMERA" and c.get("nex_reference")), None)
+    ref = reference_camera(rig)
+    if cam_obj is None:
+        data = bpy.data.cameras.new(f"{rig.name} reference")
+        cam_obj = bpy.data.objects.new(f"{rig.name} reference", data)
+        for coll in rig.users_collection:
+            coll.objects.link(cam_obj)
+        cam_obj.parent = rig
+        cam_obj.matrix_parent_inverse = Matrix.Identity(4)
+        cam_obj["nex_reference"] = True
+        depths = list(rig.get("nex_depths", [0.1, 100.0]))
+        data.clip_start = max(1e-4, 0.5 * depths[0])
+        data.clip_end = max(data.clip_start * 10, 4.0 * depths[-1])
+        data.display_size = 0.25 * depths[0]
+    camera_import.apply_camera(cam_obj, ref, scene)
+    cam_obj.matrix_basis = Matrix.Identity(4)  # at the rig: follows it when the rig moves
+    scene.camera = cam_obj
+    return cam_obj

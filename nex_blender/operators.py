@@ -1,0 +1,470 @@
+"""Operators of the NeX panel. Each turns its settings into plain options, calls a function of the
+feature modules, and reports errors (the domain's NexError messages) instead of raising."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+
+from . import _core, camera_import, dataset_render, mpi_import, prefs, shading, worker
+from .properties import apply_status
+
+
+def _errors():
+    return _core.module("errors")
+
+
+def _fail(op, message: str) -> set[str]:
+    op.report({"ERROR"}, message)
+    return {"CANCELLED"}
+
+
+def _settings(context):
+    return context.scene.nex
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    return bool(glob.glob(str(run_dir / "checkpoints" / "step_*.pt")))
+
+
+def _start_job(op, context, kind: str, args: list[str], run_dir: Path | None, events: Path | None,
+               log_path: Path, on_finish=None) -> set[str]:
+    """Start ``python -m nex_core.cli ARGS`` in the background for this scene."""
+    try:
+        python = prefs.background_python(context)
+        job = worker.Job(kind, [[python, "-m", "nex_core.cli", *args]], log_path=log_path, events_path=events,
+                         cwd=run_dir.parent if run_dir is not None and run_dir.parent.is_dir() else None,
+                         on_finish=on_finish)
+        worker.start(context.scene.name, job)
+    except worker.JobError as exc:
+        return _fail(op, str(exc))
+    job_state = _settings(context).job
+    apply_status(job_state, job.status)
+    job_state.error = job.status.error
+    if job.status.error:  # failed to launch at all
+        return _fail(op, job.status.error)
+    op.report({"INFO"}, f"{kind} started in the background (log: {log_path})")
+    return {"FINISHED"}
+
+
+def _job_running(context) -> bool:
+    job = worker.get(context.scene.name)
+    return job is not None and job.status.running
+
+
+# --------------------------------------------------------------------------------------------------
+# Prepare, train, resume, cancel, bake, export
+
+
+class NEX_OT_prepare(bpy.types.Operator):
+    """Find the photos' camera poses with COLMAP (`nex prepare`) and make a scene folder for training"""
+
+    bl_idname = "nex.prepare"
+    bl_label = "Prepare"
+
+    force: BoolProperty(name="Replace", description="Replace an existing scene folder", default=False)
+
+    @classmethod
+    def poll(cls, context):
+        return not _job_running(context)
+
+    def execute(self, context):
+        s = _settings(context)
+        photos = Path(bpy.path.abspath(s.photos_dir)).resolve() if s.photos_dir.strip() else None
+        if photos is None or not photos.is_dir():
+            return _fail(self, "choose the folder of photos first")
+        scene_dir = s.resolved_scene_dir() or photos.with_name(photos.name + "_scene")
+        if scene_dir == photos:
+            return _fail(self, "the scene folder must differ from the photo folder (Prepare writes a new folder)")
+        args = ["prepare", str(photos), "--out", str(scene_dir)] + (["--force"] if self.force else [])
+        scene_dir.parent.mkdir(parents=True, exist_ok=True)
+        s.scene_dir = str(scene_dir)
+        log = Path(bpy.utils.extension_path_user(prefs.ADDON_ID, path="logs", create=True)) / "prepare.log"
+        return _start_job(self, context, "prepare", args, None, scene_dir / "events.jsonl", log)
+
+
+class NEX_OT_train(bpy.types.Operator):
+    """Train a NeX model on the scene in the background (`nex train`)"""
+
+    bl_idname = "nex.train"
+    bl_label = "Train"
+
+    @classmethod
+    def poll(cls, context):
+        return not _job_running(context)
+
+    def execute(self, context):
+        s = _settings(context)
+        scene_dir, run_dir = s.resolved_scene_dir(), s.resolved_run_dir()
+        if scene_dir is None or not scene_dir.is_dir():
+            return _fail(self, "choose a scene folder (images/ plus camera poses), or Prepare one from photos")
+        if _has_checkpoint(run_dir):
+            return _fail(self, f"{run_dir} already holds a trained run: press Resume to continue it, or choose "
+                               "another run folder")
+        args = ["train", str(scene_dir), "--preset", s.preset, "--out", str(run_dir)]
+        for name in ("layers", "sublayers", "width", "steps"):
+            if getattr(s, name):
+                args += [f"--{name}", str(getattr(s, name))]
+        if not s.evaluate:
+            args.append("--no-eval")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        s.run_dir = str(run_dir)
+        return _start_job(self, context, "train", args, run_dir, run_dir / "events.jsonl", run_dir / "train.log")
+
+
+class NEX_OT_resume(bpy.types.Operator):
+    """Continue a stopped training run from its newest checkpoint (`nex train --resume`)"""
+
+    bl_idname = "nex.resume"
+    bl_label = "Resume"
+
+    @classmethod
+    def poll(cls, context):
+        return not _job_running(context)
+
+    def execute(self, context):
+        run_dir = _settings(context).resolved_run_dir()
+        if run_dir is None or not _has_checkpoint(run_dir):
+            return _fail(self, f"no checkpoint to resume in {run_dir}; press Train to start a run")
+        args = ["train", "--resume", str(run_dir)] + ([] if _settings(context).evaluate else ["--no-eval"])
+        return _start_job(self, context, "train", args, run_dir, run_dir / "events.jsonl", run_dir / "train.log")
+
+
+class NEX_OT_cancel(bpy.types.Operator):
+    """Stop the running job (training writes a checkpoint first, so it can be resumed)"""
+
+    bl_idname = "nex.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return _job_running(context)
+
+    def execute(self, context):
+        if not worker.cancel(context.scene.name):
+            return _fail(self, "no job is running")
+        self.report({"INFO"}, "stopping; training writes a checkpoint first")
+        return {"FINISHED"}
+
+
+def _baked_done(scene_name: str, run_dir: Path):
+    def done(job: worker.Job) -> None:
+        scene = bpy.data.scenes.get(scene_name)
+        if scene is not None and job.status.succeeded:
+            job.status.message = f"baked into {run_dir / 'baked'}: press Import MPI"
+    return done
+
+
+class NEX_OT_bake(bpy.types.Operator):
+    """Bake the trained run into textures (`nex bake`): what Import MPI and Export read"""
+
+    bl_idname = "nex.bake"
+    bl_label = "Bake"
+
+    @classmethod
+    def poll(cls, context):
+        return not _job_running(context)
+
+    def execute(self, context):
+        run_dir = _settings(context).resolved_run_dir()
+        if run_dir is None or not _has_checkpoint(run_dir):
+            return _fail(self, f"no trained run in {run_dir}: train first")
+        return _start_job(self, context, "bake", ["bake", str(run_dir)], run_dir, None, run_dir / "bake.log",
+                          on_finish=_baked_done(context.scene.name, run_dir))
+
+
+class NEX_OT_export(bpy.types.Operator):
+    """Export the baked MPI as glTF 2.0 binary (`nex export RUN --gltf FILE`)"""
+
+    bl_idname = "nex.export"
+    bl_label = "Export glTF"
+
+    @classmethod
+    def poll(cls, context):
+        return not _job_running(context)
+
+    def execute(self, context):
+        s = _settings(context)
+        run_dir = s.resolved_run_dir()
+        if run_dir is None or not (run_dir / "baked" / "mpi.json").is_file():
+            return _fail(self, f"no baked MPI in {run_dir}: Bake first")
+        out = Path(bpy.path.abspath(s.export_path)) if s.export_path.strip() else run_dir / "export" / "mpi.glb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return _start_job(self, context, "export", ["export", str(run_dir), "--gltf", str(out)], run_dir, None,
+                          run_dir / "export.log")
+
+
+# --------------------------------------------------------------------------------------------------
+# Cameras and MPI
+
+
+class NEX_OT_import_cameras(bpy.types.Operator):
+    """Add the scene's cameras as Blender cameras (named after their photos; the reference view marked)"""
+
+    bl_idname = "nex.import_cameras"
+    bl_label = "Import Cameras"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: StringProperty(name="Scene", subtype="DIR_PATH", description="Scene folder (default: the panel's)")
+    background_images: BoolProperty(name="Photos as Backgrounds", default=True,
+                                    description="Show each photo as its camera's background image")
+    set_resolution: BoolProperty(name="Set Resolution", default=True,
+                                 description="Set the render resolution to the photos' size")
+
+    def execute(self, context):
+        scene_dir = (Path(bpy.path.abspath(self.directory)) if self.directory
+                     else _settings(context).resolved_scene_dir())
+        if scene_dir is None:
+            return _fail(self, "choose a scene folder first")
+        try:
+            result = camera_import.import_cameras(context, camera_import.CameraImportOptions(
+                scene_dir, background_images=self.background_images, set_resolution=self.set_resolution))
+        except _errors().NexError as exc:
+            return _fail(self, str(exc))
+        for w in result.warnings:
+            self.report({"WARNING"}, w)
+        self.report({"INFO"}, f"{len(result.cameras)} cameras; reference view: {result.reference.name}")
+        return {"FINISHED"}
+
+
+class NEX_OT_import_mpi(bpy.types.Operator):
+    """Add the baked MPI as textured planes in front of its reference camera (Cycles and EEVEE)"""
+
+    bl_idname = "nex.import_mpi"
+    bl_label = "Import MPI"
+    bl_options = {"REGISTER", "UNDO"}
+
+    directory: StringProperty(name="Baked MPI", subtype="DIR_PATH",
+                              description="Baked MPI folder with mpi.json (default: the panel's)")
+    view_dependent: BoolProperty(name="View Dependent", default=True,
+                                 description="Full NeX shading (reflections move with the view); off: base colour "
+                                             "only, a cheaper shader")
+    linear_output: BoolProperty(name="Scene-Linear Colour", default=True,
+                                description="Convert the trained sRGB colours to scene-linear (right with the "
+                                            "Standard view transform and next to your own objects)")
+    filtering: EnumProperty(name="Filtering", items=shading.FILTERING_ITEMS, default="EXACT")
+    cast_shadows: BoolProperty(name="Cast Shadows", default=False,
+                               description="Let the MPI planes cast shadows on your objects")
+    holdout: BoolProperty(name="Holdout", default=False,
+                          description="Render the MPI as a holdout (transparent hole) for compositing it separately")
+    pack_images: BoolProperty(name="Pack Textures", default=False,
+                              description="Store the textures in the .blend (portable to other machines)")
+    set_view_transform: BoolProperty(name="Set View Transform", default=False,
+                                     description="Switch the scene to the view transform under which the MPI shows "
+                                                 "the photographs' colours (Standard, or Raw without scene-linear "
+                                                 "colour)")
+
+    def execute(self, context):
+        baked = Path(bpy.path.abspath(self.directory)) if self.directory else _settings(context).resolved_baked_dir()
+        if baked is None:
+            return _fail(self, "choose the baked MPI folder (Bake writes <run>/baked)")
+        options = mpi_import.MPIImportOptions(baked, view_dependent=self.view_dependent,
+                                              linear_output=self.linear_output, filtering=self.filtering,
+                                              cast_shadows=self.cast_shadows,
+                                              holdout=self.holdout, pack_images=self.pack_images,
+                                              set_view_transform=self.set_view_transform)
+        try:
+            result = mpi_import.import_mpi(context, options)
+        except _errors().NexError as exc:
+            return _fail(self, str(exc))
+        for w in result.warnings:
+            self.report({"WARNING"}, w)
+        msg = f"{len(result.planes)} MPI planes imported as {result.rig.name}"
+        if result.bounces:
+            msg += (f"; Cycles transparent bounces raised from {result.bounces[0]} to {result.bounces[1]} "
+                    f"(Render Properties > Light Paths) so every plane shows")
+        if result.view_transform:
+            msg += f"; view transform changed from {result.view_transform[0]} to {result.view_transform[1]}"
+        self.report({"INFO"}, msg)
+        for obj in context.view_layer.objects.selected:
+            obj.select_set(False)
+        context.view_layer.objects.active = result.rig
+        result.rig.select_set(True)
+        return {"FINISHED"}
+
+
+def _active_rig(context):
+    rig = mpi_import.rig_of(context.active_object)
+    if rig is None:
+        rigs = [o for o in context.scene.objects if o.get(mpi_import.RIG_TAG)]
+        rig = rigs[-1] if len(rigs) >= 1 else None
+    return rig
+
+
+class NEX_OT_render_reference(bpy.types.Operator):
+    """Render from the MPI's reference camera (at the reference image's resolution)"""
+
+    bl_idname = "nex.render_reference"
+    bl_label = "Render Reference View"
+
+    filepath: StringProperty(name="File", subtype="FILE_PATH",
+                             description="Write the render here (empty: show it in a render window)")
+
+    @classmethod
+    def poll(cls, context):
+        return _active_rig(context) is not None
+
+    def execute(self, context):
+        rig = _active_rig(context)
+        mpi_import.ensure_reference_camera(context.scene, rig)
+        if self.filepath:
+            context.scene.render.filepath = bpy.path.abspath(self.filepath)
+            bpy.ops.render.render(write_still=True)
+        elif bpy.app.background:
+            bpy.ops.render.render()
+        else:
+            bpy.ops.render.render("INVOKE_DEFAULT")
+        return {"FINISHED"}
+
+
+class NEX_OT_mpi_options(bpy.types.Operator):
+    """Change how the active MPI composites with the rest of the scene"""
+
+    bl_idname = "nex.mpi_options"
+    bl_label = "MPI Options"
+    bl_options = {"REGISTER", "UNDO"}
+
+    cast_shadows: BoolProperty(name="Cast Shadows", default=False)
+    holdout: BoolProperty(name="Holdout", default=False)
+    view_dependent: BoolProperty(name="View Dependent", default=True)
+    view_dependence: FloatProperty(name="View Dependence", default=1.0, min=0.0, max=4.0,
+                                   description="Scale of the view-dependent part (1: as trained)")
+
+    @classmethod
+    def poll(cls, context):
+        return _active_rig(context) is not None
+
+    def invoke(self, context, event):
+        planes = mpi_import.planes_of(_active_rig(context))
+        if planes:
+            self.cast_shadows, self.holdout = planes[0].visible_shadow, planes[0].is_holdout
+        return self.execute(context)
+
+    def execute(self, context):
+        rig = _active_rig(context)
+        materials = set()
+        for plane in mpi_import.planes_of(rig):
+            mpi_import.set_plane_options(plane, self.cast_shadows, self.holdout)
+            materials.update(plane.data.materials)
+        for mat in materials:
+            for node in shading.mpi_nodes(mat):
+                if node.bl_idname == shading.NODE_IDNAME and node.view_dependent != self.view_dependent:
+                    node.view_dependent = self.view_dependent
+                node.inputs["View Dependence"].default_value = self.view_dependence
+        return {"FINISHED"}
+
+
+class NEX_OT_make_portable(bpy.types.Operator):
+    """Replace the MPI's NeX MPI nodes by plain node groups, so the .blend never needs this add-on"""
+
+    bl_idname = "nex.make_portable"
+    bl_label = "Make Portable"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        count = sum(shading.make_portable(m) for m in bpy.data.materials if m.node_tree is not None)
+        self.report({"INFO"}, f"{count} NeX MPI node(s) replaced by plain node groups")
+        return {"FINISHED"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset from the open scene
+
+
+class NEX_OT_render_dataset(bpy.types.Operator):
+    """Render a forward-facing camera grid of this scene into a NeX dataset with exact poses"""
+
+    bl_idname = "nex.render_dataset"
+    bl_label = "Render Dataset"
+
+    directory: StringProperty(name="Folder", subtype="DIR_PATH", description="Output scene folder")
+    cols: IntProperty(name="Columns", default=5, min=1, max=32)
+    rows: IntProperty(name="Rows", default=4, min=1, max=32)
+    baseline: FloatProperty(name="Baseline", default=0.0, min=0.0, unit="LENGTH",
+                            description="Width of the camera grid (0: 15% of the median depth the camera sees)")
+    jitter: FloatProperty(name="Jitter", default=0.2, min=0.0, max=0.5,
+                          description="Random offset of each camera, as a fraction of the grid spacing")
+    angle_jitter: FloatProperty(name="Angle Jitter", default=2.0, min=0.0, max=10.0,
+                                description="Random rotation of each camera (degrees)")
+    seed: IntProperty(name="Seed", default=0)
+    overwrite: BoolProperty(name="Overwrite", default=False)
+
+    _steps = None
+    _timer = None
+
+    def _options(self) -> dataset_render.DatasetOptions:
+        return dataset_render.DatasetOptions(Path(bpy.path.abspath(self.directory)), self.cols, self.rows,
+                                             self.baseline, self.jitter, self.angle_jitter, self.seed, self.overwrite)
+
+    def _done(self, context, result) -> None:
+        for w in result.warnings:
+            self.report({"WARNING"}, w)
+        context.scene.nex.scene_dir = str(result.out_dir)
+        self.report({"INFO"}, f"{len(result.names)} views rendered to {result.out_dir}; it is now the panel's scene")
+
+    def execute(self, context):
+        if not self.directory:
+            return _fail(self, "choose an output folder")
+        try:
+            wm = context.window_manager
+            result = dataset_render.render_dataset(context, self._options(),
+                                                   progress=lambda d, t: wm.progress_update(d))
+        except (ValueError, FileExistsError, _errors().NexError) as exc:
+            return _fail(self, str(exc))
+        self._done(context, result)
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if not self.directory:
+            return _fail(self, "choose an output folder")
+        try:
+            self._steps = dataset_render.render_dataset_steps(context, self._options())
+        except (ValueError, FileExistsError) as exc:
+            return _fail(self, str(exc))
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            self._steps.close()
+            self._finish(context)
+            self.report({"WARNING"}, "dataset rendering stopped")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            done, total, result = next(self._steps)
+        except (ValueError, FileExistsError, _errors().NexError) as exc:
+            self._finish(context)
+            return _fail(self, str(exc))
+        context.workspace.status_text_set(f"NeX dataset: {done}/{total} views (Esc stops)")
+        if result is not None:
+            self._finish(context)
+            self._done(context, result)
+            return {"FINISHED"}
+        return {"RUNNING_MODAL"}
+
+    def _finish(self, context) -> None:
+        context.window_manager.event_timer_remove(self._timer)
+        context.workspace.status_text_set(None)
+
+
+class NEX_OT_poll_jobs(bpy.types.Operator):
+    """Read the background jobs' progress now (what the timer does every half second)"""
+
+    bl_idname = "nex.poll_jobs"
+    bl_label = "Refresh"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context):
+        worker.poll_step()
+        return {"FINISHED"}
+
+
+classes = (NEX_OT_prepare, NEX_OT_train, NEX_OT_resume, NEX_OT_cancel, NEX_OT_bake, NEX_OT_export,
+           NEX_OT_import_cameras, NEX_OT_import_mpi, NEX_OT_render_reference, NEX_OT_mpi_options,
+           NEX_OT_make_portable, NEX_OT_render_dataset, NEX_OT_poll_jobs)

@@ -1,0 +1,497 @@
+"""Background jobs: ``nex`` commands run by another Python, watched through their files.
+
+A :class:`Job` starts one or more commands (argument lists, never a shell) in a separate process whose
+output goes to a log file; progress comes from the run's ``events.jsonl`` (read incrementally with
+:class:`nex_core.events.EventReader`). Nothing here touches Blender data except :func:`poll_step`, which
+copies each job's :class:`JobStatus` into its scene on the main thread.
+
+The three steps are plain functions so they work where Blender's event loop does not run (``bpy`` as a
+module, background mode: timers never fire): :func:`start` launches, :func:`poll_step` is the timer body
+(call it directly to advance), :func:`cancel` asks the process to stop (SIGTERM: ``nex train`` then
+writes a checkpoint and exits with code 130, so the run can be resumed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from . import _core
+
+POLL_INTERVAL_S = 0.5
+ENV_JOB = "__environment__"  # the registry key of the environment-creation job (not tied to a scene)
+
+# Phases of ``nex prepare`` in order, with their share of the progress bar.
+PREPARE_PHASES = {"photos": 0.05, "features": 0.25, "matching": 0.25, "mapping": 0.30, "undistortion": 0.10,
+                  "writing": 0.05}
+
+
+@dataclass
+class JobStatus:
+    """Everything the panel shows about a job (plain data)."""
+
+    kind: str
+    running: bool = True
+    phase: str = "starting"
+    progress: float = 0.0  # 0..1
+    step: int = 0
+    steps: int = 0
+    loss: float | None = None
+    psnr: float | None = None
+    test_psnr: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+    error: str = ""
+    preview: str | None = None
+    resumable: bool = False
+    returncode: int | None = None
+    log_path: Path | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.running and self.returncode == 0 and not self.error
+
+
+class JobError(Exception):
+    """A job cannot be started; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Interpreting events and failures (pure functions)
+
+
+def apply_event(status: JobStatus, event: dict) -> None:
+    """Update ``status`` from one events.jsonl event (training, prepare or any other nex command)."""
+    kind, phase = event.get("kind"), event.get("phase", "")
+    if kind == "error":
+        status.error = str(event.get("message") or "the job reported an error")
+        status.phase = "failed"
+        return
+    if kind in ("note", "warning") and event.get("message"):
+        status.message = f"{kind}: {event['message']}"
+        return
+    if kind == "resume":
+        status.step = int(event.get("step", status.step))
+        status.message = f"resumed from step {status.step}"
+    elif kind == "start" and phase == "setup":
+        status.phase = "setup"
+        status.message = f"setting up on {event['device']}" if event.get("device") else "setting up"
+    elif kind == "start" and phase == "train":
+        status.phase = "train"
+        status.step, status.steps = int(event.get("step", 0)), int(event.get("steps", 0))
+        status.message = (f"training {event.get('planes', '?')} planes on {event.get('n_train', '?')} views "
+                          f"({event.get('n_test', 0)} held out)")
+    elif kind == "progress" and phase == "train":
+        status.phase = "train"
+        status.step, status.steps = int(event.get("step", 0)), int(event.get("steps", 0))
+        status.loss, status.psnr, status.eta_s = event.get("loss"), event.get("psnr"), event.get("eta_s")
+    elif kind == "checkpoint":
+        status.message = f"checkpoint at step {event.get('step')}"
+        status.resumable = True
+    elif kind == "preview" and event.get("path"):
+        status.preview = str(event["path"])
+    elif kind == "test_psnr":
+        status.phase = "eval"
+        if event.get("test_psnr") is not None:
+            status.test_psnr = float(event["test_psnr"])
+    elif kind == "cancelled":
+        status.phase = "cancelled"
+        status.resumable = True
+        status.message = f"stopped at step {event.get('step', '?')}; Resume continues"
+    elif kind == "done":
+        status.phase = "done"
+        status.step = int(event.get("step", status.step))
+    elif phase in PREPARE_PHASES:
+        status.phase = phase
+        if kind in ("start", "progress"):
+            status.step, status.steps = int(event.get("step", 0)), int(event.get("steps", 0))
+            status.eta_s = event.get("eta_s")
+            status.message = f"{phase}: {status.step}/{status.steps} {event.get('unit', '')}".rstrip()
+        elif kind == "end":
+            status.step = status.steps
+    elif kind == "report":
+        status.phase = "done"
+        status.message = str(event.get("summary") or "scene written")
+    status.progress = progress_of(status)
+
+
+def progress_of(status: JobStatus) -> float:
+    """The fraction done, 0..1, from the phase and step counts."""
+    if status.phase == "done":
+        return 1.0
+    frac = status.step / status.steps if status.steps else 0.0
+    if status.phase in PREPARE_PHASES:
+        names = list(PREPARE_PHASES)
+        before = sum(PREPARE_PHASES[n] for n in names[:names.index(status.phase)])
+        return min(1.0, before + PREPARE_PHASES[status.phase] * frac)
+    return max(0.0, min(1.0, frac))
+
+
+_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+_NEX_ERROR = re.compile(r"^nex: error: (.*)$", re.MULTILINE)
+_INVALID_COMMAND = re.compile(r"invalid choice: '(\w+)'")
+
+
+def failure_message(kind: str, returncode: int, log_text: str, python: str) -> str:
+    """A clear sentence for a job that ended badly, from its exit code and the end of its log."""
+    if (m := _INVALID_COMMAND.search(log_text)):
+        return (f"the nex in {python} has no `{m.group(1)}` command yet; update nex_core in that environment "
+                f"(Preferences > Add-ons > NeX > Create Environment) or use a newer nex")
+    if (m := _MISSING_MODULE.search(log_text)):
+        module = m.group(1).split(".")[0]
+        what = "PyTorch" if module == "torch" else ("nex_core" if module == "nex_core" else f"the module {module}")
+        return (f"the background Python ({python}) does not have {what}: choose a Python with nex_core and "
+                f"torch in the add-on preferences, or press Create Environment there")
+    if (m := _NEX_ERROR.findall(log_text)):
+        return m[-1].strip()
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the {kind} process was killed ({name}); the last checkpoint, if any, can be resumed"
+    tail = [ln for ln in log_text.strip().splitlines() if ln.strip()]
+    last = tail[-1].strip() if tail else "no output"
+    return f"the {kind} process failed (exit code {returncode}): {last}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs
+
+
+@dataclass
+class Job:
+    """One background job: a list of commands run one after another, each an argument list."""
+
+    kind: str
+    commands: list[list[str]]
+    log_path: Path
+    events_path: Path | None = None  # the events.jsonl the job writes, if any
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    on_finish: Callable[["Job"], None] | None = None  # called once, from poll(), when the job ends
+    status: JobStatus = None  # type: ignore[assignment]
+    proc: subprocess.Popen | None = None
+    command_index: int = 0
+    reader: object = None
+    cancelled: bool = False
+    _log_file: object = None
+
+    def __post_init__(self) -> None:
+        if not self.commands or not all(isinstance(c, list) and c for c in self.commands):
+            raise JobError("a job needs at least one command given as a list of arguments")
+        self.status = JobStatus(self.kind, log_path=self.log_path)
+
+    @property
+    def python(self) -> str:
+        return self.commands[0][0]
+
+    def start(self) -> "Job":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "w", encoding="utf-8", errors="replace")
+        if self.events_path is not None:
+            reader_cls = _core.module("events").EventReader
+            self.reader = reader_cls(self.events_path)
+            # Start after what is already there (a resumed run's earlier events are history).
+            try:
+                self.reader.offset = self.events_path.stat().st_size
+            except OSError:
+                self.reader.offset = 0
+        self._launch(self.commands[0])
+        return self
+
+    def _launch(self, args: list[str]) -> None:
+        self._log_file.write("$ " + " ".join(_quote(a) for a in args) + "\n")
+        self._log_file.flush()
+        kwargs = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        try:
+            self.proc = subprocess.Popen(args, cwd=self.cwd, env=self.env or worker_env(), stdin=subprocess.DEVNULL,
+                                         stdout=self._log_file, stderr=subprocess.STDOUT, **kwargs)
+        except OSError as exc:
+            self._finish(returncode=-1 if not isinstance(exc, FileNotFoundError) else 127,
+                         error=f"cannot start {args[0]}: {exc.strerror or exc}; check the Python interpreter in "
+                               f"the add-on preferences")
+
+    def poll(self) -> JobStatus:
+        """Advance: read new events, notice the end of the process. Returns a copy of the status."""
+        if not self.status.running:
+            return replace(self.status)
+        self._read_events()
+        code = self.proc.poll() if self.proc is not None else None
+        if code is not None:
+            self._read_events()
+            if code == 0 and self.command_index + 1 < len(self.commands) and not self.cancelled:
+                self.command_index += 1
+                self.status.step, self.status.steps = self.command_index, len(self.commands)
+                self._launch(self.commands[self.command_index])
+            else:
+                self._finish(code)
+        elif len(self.commands) > 1:
+            self.status.steps = len(self.commands)
+            self.status.progress = max(self.status.progress, self.command_index / len(self.commands))
+            self._pip_progress()
+        return replace(self.status)
+
+    def _read_events(self) -> None:
+        if self.reader is not None:
+            for event in self.reader.poll():
+                apply_event(self.status, event)
+
+    def _pip_progress(self) -> None:
+        tail = read_tail(self.log_path, 2000).strip().splitlines()
+        if tail:
+            self.status.message = tail[-1][:200]
+
+    def _finish(self, returncode: int, error: str = "") -> None:
+        s = self.status
+        s.running = False
+        s.returncode = returncode
+        s.eta_s = None
+        if self._log_file is not None:
+            self._log_file.close()
+        log_text = read_tail(self.log_path)
+        if error:
+            s.error = error
+        elif returncode == 0:
+            s.phase, s.progress, s.error = "done", 1.0, ""
+            s.message = s.message if s.kind in ("prepare",) and s.message else f"{s.kind} finished"
+        elif returncode == 130 or (self.cancelled and returncode in (-signal.SIGTERM, 143)):
+            s.phase = "cancelled"
+            s.error = ""
+            s.message = (f"stopped at step {s.step}; Resume continues from the checkpoint" if s.resumable
+                         else f"{s.kind} stopped")
+        else:
+            s.phase = "failed"
+            detail = failure_message(s.kind, returncode, log_text, self.python)
+            # An error event is the trainer's own words; keep it and add what the log says if different.
+            s.error = s.error if s.error and detail.startswith(f"the {s.kind} process") else detail
+        if self.on_finish is not None:
+            callback, self.on_finish = self.on_finish, None
+            callback(self)
+
+    def cancel(self) -> None:
+        """Ask the process to stop (SIGTERM; CTRL_BREAK on Windows); poll() notices when it has."""
+        self.cancelled = True
+        if self.proc is not None and self.proc.poll() is None:
+            if sys.platform == "win32":
+                self.proc.send_signal(signal.CTRL_BREAK_EVENT)
+            else:
+                self.proc.terminate()
+            self.status.message = "stopping (writing a checkpoint)" if self.kind == "train" else "stopping"
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Poll until the job ends (for scripts and tests); raises TimeoutError after ``timeout`` s."""
+        end = None if timeout is None else time.time() + timeout
+        while True:
+            status = self.poll()
+            if not status.running:
+                return status
+            if end is not None and time.time() > end:
+                raise TimeoutError(f"{self.kind} job still running after {timeout} s")
+            time.sleep(0.1)
+
+
+def _quote(arg: str) -> str:
+    return arg if arg and not re.search(r"[\s'\"]", arg) else repr(arg)
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of background processes: Blender's, minus what would confuse another Python."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONEXECUTABLE", "PYTHONSTARTUP")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def read_tail(path: Path | None, limit: int = 8000) -> str:
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry and the timer (the only part that touches Blender data)
+
+_jobs: dict[str, Job] = {}
+
+
+def start(key: str, job: Job) -> Job:
+    """Start ``job`` for ``key`` (a scene name, or ENV_JOB); refuses while another runs for that key."""
+    current = _jobs.get(key)
+    if current is not None and current.status.running:
+        raise JobError(f"a {current.kind} job is still running; cancel it first or wait for it to finish")
+    _jobs[key] = job.start()
+    _ensure_timer()
+    return job
+
+
+def get(key: str) -> Job | None:
+    return _jobs.get(key)
+
+
+def cancel(key: str) -> bool:
+    """Ask the running job of ``key`` to stop; False if none runs."""
+    job = _jobs.get(key)
+    if job is None or not job.status.running:
+        return False
+    job.cancel()
+    return True
+
+
+def poll_step() -> float | None:
+    """The timer body: poll every job and copy its status into its scene. Returns the next interval
+    (None when no job is running, which stops the timer). Safe to call directly, any time."""
+    import bpy
+
+    from .properties import apply_status
+
+    any_running = False
+    for key, job in list(_jobs.items()):
+        was_running = job.status.running
+        try:
+            status = job.poll()
+        except Exception as exc:  # a bug here must not silently stop the timer for every job
+            import traceback
+
+            traceback.print_exc()
+            job.status.running, job.status.phase = False, "failed"
+            job.status.error = f"internal error while watching the {job.kind} job: {exc!r}"
+            status = replace(job.status)
+        any_running |= status.running
+        scene = bpy.data.scenes.get(key) if key != ENV_JOB else None
+        if scene is not None and (was_running or scene.nex.job.running):
+            apply_status(scene.nex.job, status)
+            if status.preview:
+                _refresh_preview(status.preview)
+        if was_running and not status.running:
+            _notify(status)
+    if any_running:
+        _tag_redraw()
+    return POLL_INTERVAL_S if any_running else None
+
+
+def _notify(status: JobStatus) -> None:
+    """Tell the user a job has ended (its panel shows the details): console, and a popup when there is UI."""
+    import bpy
+
+    if status.error:
+        text, icon = f"NeX {status.kind} failed: {status.error}", "ERROR"
+    else:
+        text, icon = f"NeX {status.kind}: {status.message or status.phase}", "INFO"
+    print(text, file=sys.stderr if status.error else sys.stdout)
+    wm = getattr(bpy.context, "window_manager", None)
+    if bpy.app.background or wm is None or not wm.windows:
+        return
+
+    def draw(menu, context):
+        for line in textwrap.wrap(text, 70)[:10]:
+            menu.layout.label(text=line)
+
+    wm.popup_menu(draw, title="NeX", icon=icon)
+
+
+def _tag_redraw() -> None:
+    import bpy
+
+    wm = getattr(bpy.context, "window_manager", None)
+    for window in getattr(wm, "windows", ()):
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "PREFERENCES"):
+                area.tag_redraw()
+
+
+_previews = None
+_preview_keys: dict[str, float] = {}
+
+
+def preview_icon(path: str) -> int:
+    """The icon id of the training preview image at ``path`` (0 if it cannot be shown)."""
+    if _previews is None or not path or path not in _preview_keys:
+        return 0
+    key = f"{path}@{_preview_keys[path]}"
+    return _previews[key].icon_id if key in _previews else 0
+
+
+def _refresh_preview(path: str) -> None:
+    global _previews
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        return
+    if _preview_keys.get(path) == mtime:
+        return
+    import bpy.utils.previews
+
+    if _previews is None:
+        _previews = bpy.utils.previews.new()
+    key = f"{path}@{mtime}"
+    if key not in _previews:
+        _previews.load(key, path, "IMAGE", force_reload=True)
+    old = _preview_keys.get(path)
+    if old is not None and f"{path}@{old}" in _previews:
+        _previews.pop(f"{path}@{old}")
+    _preview_keys[path] = mtime
+
+
+def _ensure_timer() -> None:
+    import bpy
+
+    if not bpy.app.timers.is_registered(poll_step):
+        bpy.app.timers.register(poll_step, first_interval=POLL_INTERVAL_S, persistent=True)
+
+
+def stop_all(wait_s: float = 5.0) -> None:
+    """Ask every running job to stop and give them ``wait_s`` seconds (add-on disabled, Blender quitting)."""
+    running = [job for job in _jobs.values() if job.status.running]
+    for job in running:
+        job.cancel()
+    end = time.time() + wait_s
+    for job in running:
+        if job.proc is not None:
+            try:
+                job.proc.wait(max(0.0, end - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        job.poll()
+
+
+def register() -> None:
+    atexit.register(stop_all)
+
+
+def unregister() -> None:
+    global _previews
+    import bpy
+
+    atexit.unregister(stop_all)
+    stop_all()
+    _jobs.clear()
+    if bpy.app.timers.is_registered(poll_step):
+        bpy.app.timers.unregister(poll_step)
+    if _previews is not None:
+        bpy.utils.previews.remove(_previews)
+        _previews = None
+    _preview_keys.clear()
