@@ -68,7 +68,7 @@ class TrainConfig:
     grad_weight: float = 0.05  # L1 of finite differences over the L-shaped triples
     seed: int = 1
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
-    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16"
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA and on CPUs with native bf16), "fp32", "bf16"
     log_every: int = 10  # steps between progress events
     eval_every: int = 0  # steps between held-out PSNR events (0: only at the end)
     checkpoint_every: int = 1000

@@ -100,6 +100,9 @@ def wrap_model(module: nn.Module, info: DistInfo, device: torch.device) -> nn.Mo
     return DistributedDataParallel(module, device_ids=ids)
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, wait_for_all: bool = False) -> None:
+    """Leave the process group (after a barrier when ``wait_for_all``)."""
     if info.enabled and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()

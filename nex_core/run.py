@@ -15,7 +15,7 @@ from .errors import CheckpointError, ConfigError
 from .model import NexModel
 from .mpi import MPIGeometry
 from .scene import Scene
-from .train import autocast_dtype, build_geometry, load_scene_for, model_settings, resolve_device
+from .train import build_geometry, load_scene_for, model_settings, render_autocast_dtype, resolve_device
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainedRun:
     model: NexModel
     step: int
     device: torch.device
-    amp_dtype: torch.dtype | None
+    amp_dtype: torch.dtype | None  # autocast for renders (CUDA only)
 
     @property
     def ref_camera(self) -> Camera:
@@ -52,4 +52,4 @@ def open_run(run_dir: Path, device: str | None = None) -> TrainedRun:
     model.load_state_dict(data["model"])
     model.eval()
     return TrainedRun(run_dir, cfg, scene, geom, model, int(data["step"]), dev,
-                      autocast_dtype(cfg.train.precision, dev))
+                      render_autocast_dtype(cfg.train.precision, dev))

@@ -2,6 +2,7 @@
 global batch, and resuming with a different number of processes."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ def tiny_cfg() -> config_mod.RunConfig:
     cfg.train.steps = STEPS
     cfg.train.log_every = 5
     cfg.train.checkpoint_every = 1000
+    cfg.train.precision = "fp32"  # compare summation order only, not bf16 rounding
     return cfg
 
 
@@ -37,11 +39,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+def torchrun(args: list[str], nproc: int = 2, fresh_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``nex`` under torchrun; ``fresh_dir`` is removed before a retry (a new run's output)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-           "--master-port", str(free_port()), "-m", "nex_core.cli", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    for attempt in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+               "--master-port", str(free_port()), "-m", "nex_core.cli", *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        # Known, rare (about 1 run in 5 on a loaded 2-core machine): gloo aborts a rank at process exit
+        # with this C++ message although training finished. Retried once; anything else fails at once.
+        if proc.returncode == 0 or "terminate called without an active exception" not in proc.stderr:
+            return proc
+        if fresh_dir is not None:
+            shutil.rmtree(fresh_dir, ignore_errors=True)
+    return proc
 
 
 def losses(run_dir: Path) -> dict[int, float]:
@@ -59,7 +70,7 @@ def test_two_processes_follow_the_single_process_curve(tmp_path):
     Trainer(tiny_cfg(), single).train()
     config_mod.save(tiny_cfg(), tmp_path / "cfg.toml")
     proc = torchrun(["train", "--config", str(tmp_path / "cfg.toml"), "--out", str(tmp_path / "ddp"),
-                     "--no-eval", "--quiet"])
+                     "--no-eval", "--quiet"], fresh_dir=tmp_path / "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = losses(single), losses(tmp_path / "ddp")
     assert sorted(a) == sorted(b)
