@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train on the shipped scene, evaluate and render a video",
                        description="The whole pipeline on the shipped demo scene: train (fast preset), "
-                       "evaluate held-out views, render a spiral video. About 5-8 minutes on a 2-core CPU.")
+                       "evaluate held-out views, render a spiral video (1200 fast-preset steps: minutes on a CPU).")
     p.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     p.add_argument("--scene", help="scene directory (default: the shipped demo scene)")
     p.add_argument("--preset", default="fast", choices=["tiny", "fast", "paper"], help="default: fast")
