@@ -29,25 +29,15 @@ def register(subparsers) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..errors import NexError
     from ..export.gltf import export_glb
-    from .view import find_baked
+    from .view import ensure_baked
 
     out = Path(args.gltf)
     if out.suffix.lower() != ".glb":
         raise NexError(f"--gltf {out}: write a binary glTF file ending in .glb")
     path = Path(args.run)
-    if not path.exists():
-        raise NexError(f"{path}: no such run or baked directory")
-    baked = find_baked(path)
-    if not (baked / "mpi.json").is_file():
-        if args.no_bake or not (path / "config.toml").is_file():
-            raise NexError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
-        print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
-        from .bake import cmd_bake
-
-        code = cmd_bake(argparse.Namespace(run=str(path), out=None, max_texture=4096, lut_size=256,
-                                           compress_level=3, device=None))
-        if code:
-            return code
+    baked, code = ensure_baked(path, args.no_bake)
+    if code:
+        return code
     start = time.time()
     summary = export_glb(baked, out, extension=not args.no_extension, compress_level=args.compress_level)
     print(f"wrote {out}: {summary['planes']} planes, {summary['textures']} textures, "

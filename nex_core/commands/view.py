@@ -44,25 +44,35 @@ def training_span(run_dir: Path) -> dict | None:
         return None
 
 
-def cmd_view(args: argparse.Namespace) -> int:
-    from ..baked import read_layout
+def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
+    """(baked MPI directory, exit code) for a run or baked directory, baking the run first (4096 atlases)
+    when it has none and ``no_bake`` is false; a non-zero code is the failed bake's."""
     from ..errors import NexError
-    from ..export.webview import ViewerServer, viewer_config
 
-    path = Path(args.run)
     if not path.exists():
         raise NexError(f"{path}: no such run or baked directory")
     baked = find_baked(path)
     if not (baked / "mpi.json").is_file():
-        if args.no_bake or not (path / "config.toml").is_file():
+        if no_bake or not (path / "config.toml").is_file():
             raise NexError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
         print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
         from .bake import cmd_bake
 
         code = cmd_bake(argparse.Namespace(run=str(path), out=None, max_texture=4096, lut_size=256,
                                            compress_level=3, device=None))
-        if code:
-            return code
+        return baked, code
+    return baked, 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from ..baked import read_layout
+    from ..errors import NexError
+    from ..export.webview import ViewerServer, viewer_config
+
+    path = Path(args.run)
+    baked, code = ensure_baked(path, args.no_bake)
+    if code:
+        return code
     layout = read_layout(baked)
     span = layout.info.metadata.get("camera_span")
     if span is None and baked != path:
