@@ -316,6 +316,19 @@ def _check_arguments(width: int | None, holdout: int, min_images: int) -> None:
         raise ConfigError(f"min_images must be >= 1, got {min_images!r}")
 
 
+def _read_checked_views(root: Path, holdout: int, ref_image: str | None, min_images: int):
+    """Read and check a scene's poses: (format, views, train ids, test ids, reference id)."""
+    fmt = detect_format(root)
+    views = _READERS[fmt](root)
+    _check_names(views)
+    _check_count(views, min_images)
+    _check_views(views)
+    train_ids, test_ids = _split(views, holdout)
+    ref_id = (_named_ref(views.names, ref_image, train_ids, holdout) if ref_image
+              else _nearest_to_mean(views.cameras, train_ids))
+    return fmt, views, train_ids, test_ids, ref_id
+
+
 def load_scene(root: Path | str, width: int | None = None, holdout: int = 8, ref_image: str | None = None,
                dmin: float | None = None, dmax: float | None = None, invz: bool | None = None,
                offset: int | None = None, min_images: int = MIN_IMAGES) -> Scene:
@@ -328,14 +341,7 @@ def load_scene(root: Path | str, width: int | None = None, holdout: int = 8, ref
     """
     _check_arguments(width, holdout, min_images)
     root = Path(root)
-    fmt = detect_format(root)
-    views = _READERS[fmt](root)
-    _check_names(views)
-    _check_count(views, min_images)
-    _check_views(views)
-    train_ids, test_ids = _split(views, holdout)
-    ref_id = (_named_ref(views.names, ref_image, train_ids, holdout) if ref_image
-              else _nearest_to_mean(views.cameras, train_ids))
+    fmt, views, train_ids, test_ids, ref_id = _read_checked_views(root, holdout, ref_image, min_images)
     planes = plane_spec(root, views, ref_id, dmin=dmin, dmax=dmax, invz=invz, offset=offset)
     paths = [root / name for name in views.names]
     size = image_size(paths[0])
@@ -389,14 +395,7 @@ def load_cameras(root: Path | str, holdout: int = 8, ref_image: str | None = Non
     """
     _check_arguments(None, holdout, min_images)
     root = Path(root)
-    fmt = detect_format(root)
-    views = _READERS[fmt](root)
-    _check_names(views)
-    _check_count(views, min_images)
-    _check_views(views)
-    train_ids, test_ids = _split(views, holdout)
-    ref_id = (_named_ref(views.names, ref_image, train_ids, holdout) if ref_image
-              else _nearest_to_mean(views.cameras, train_ids))
+    fmt, views, train_ids, test_ids, ref_id = _read_checked_views(root, holdout, ref_image, min_images)
     first = root / views.names[0]
     if not first.is_file():
         raise ImageError(f"image {first} does not exist: restore it, or remove it from the camera poses")
