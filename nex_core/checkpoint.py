@@ -1,8 +1,15 @@
-"""Checkpoints: written atomically, loaded safely (``weights_only=True``), checked for compatibility."""
+"""Checkpoints: written atomically, checksummed, loaded safely (``weights_only=True``), checked for
+compatibility.
+
+A checkpoint file is torch's serialisation followed by a 40-byte trailer: ``NEXSHA2\0`` and the
+SHA-256 of everything before it. The trailer catches damage that still unzips (a flipped bit in a
+tensor, a file cut at a zip-entry boundary), which ``torch.load`` alone would not notice.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -11,11 +18,14 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, DamagedCheckpointError
 
 FORMAT = "nex-checkpoint"
-VERSION = 1
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1 had no checksum trailer
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
+_TRAILER_MAGIC = b"NEXSHA2\0"
+_TRAILER_SIZE = len(_TRAILER_MAGIC) + 32
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -45,12 +55,17 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     path = folder / f"step_{step:08d}.pt"
     tmp = folder / f".{path.name}.tmp"
     data = {"format": FORMAT, "version": VERSION, "step": int(step), **payload}
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    body = buffer.getbuffer()
     try:
         with open(tmp, "wb") as fh:
-            torch.save(data, fh)
+            fh.write(body)
+            fh.write(_TRAILER_MAGIC + hashlib.sha256(body).digest())
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(folder)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         kept = list_checkpoints(run_dir)
@@ -62,21 +77,72 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     return path
 
 
+def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
+    """Delete temp files left by a checkpoint write that was killed; return what was removed."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    partial = [p for p in folder.glob(".step_*.pt.tmp") if p.is_file()]
+    for p in partial:
+        p.unlink(missing_ok=True)
+    return partial
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to ``*.corrupt`` (kept for inspection, ignored by resume)."""
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _verified_body(path: Path, blob: bytes) -> bytes:
+    """The serialised part of a checkpoint file, after checking its SHA-256 trailer (version 2)."""
+    if len(blob) < _TRAILER_SIZE or blob[-_TRAILER_SIZE:-32] != _TRAILER_MAGIC:
+        return blob  # version 1 (no trailer), or cut short: torch.load and the version check decide
+    body, digest = blob[:-_TRAILER_SIZE], blob[-32:]
+    if hashlib.sha256(body).digest() != digest:
+        raise DamagedCheckpointError(f"{path}: checksum mismatch, the file is damaged. Delete it (or rename it) "
+                              f"to resume from an older checkpoint.")
+    return body
+
+
 def load_checkpoint(path: Path, expected_fingerprint: str | None = None,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint; raise CheckpointError (naming the file) if it is corrupt, of an unknown
-    version, or was trained with settings other than ``expected_fingerprint``."""
+    """Load a checkpoint; raise CheckpointError (naming the file) if it is corrupt, fails its checksum,
+    is of an unknown version, or was trained with settings other than ``expected_fingerprint``."""
     path = Path(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        blob = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    body = _verified_body(path, blob)
+    try:
+        data = torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); it may be "
+        raise DamagedCheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); it may be "
                               f"truncated or corrupt. Delete it to resume from an older one.") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a nex checkpoint")
-    if data.get("version") != VERSION:
+    if data.get("version") == VERSION and body is blob:
+        raise DamagedCheckpointError(f"{path}: the checksum trailer is missing, the file was cut short or altered. "
+                              f"Delete it to resume from an older checkpoint.")
+    if data.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported by this "
                               f"nex (version {VERSION}); train a new run")
     if expected_fingerprint is not None and data.get("fingerprint") != expected_fingerprint:

@@ -41,6 +41,8 @@ class ProgressPrinter:
         elif kind == "test_psnr" and event.get("test_psnr") is not None:
             self.console.print(f"step {event['step']}: held-out PSNR {event['test_psnr']:.2f} dB "
                                f"({event.get('elapsed_s', 0):.0f} s)")
+        elif kind == "warning" and event.get("message"):
+            self.console.print(f"warning: {event['message']}")
         elif kind == "resume":
             self.console.print(f"resuming from step {event['step']} ({event['checkpoint']})")
         elif kind == "cancelled":

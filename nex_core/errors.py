@@ -31,6 +31,10 @@ class CheckpointError(NexError):
     """A checkpoint is corrupt, from another version, or from an incompatible configuration."""
 
 
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file is truncated or fails its checksum (an older one may still be good)."""
+
+
 class FormatError(NexError):
     """A file written by nex (baked MPI, events) has an unknown version or inconsistent contents."""
 

@@ -32,6 +32,17 @@ class EventLog:
     def __init__(self, run_dir: Path | None, listeners: Iterable[Listener] = ()):
         self.path = Path(run_dir) / EVENTS_FILE if run_dir is not None else None
         self.listeners = list(listeners)
+        self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        """A process killed mid-write leaves a last line without its newline; end it, so the next
+        event starts on a line of its own (readers skip the torn one)."""
+        if self.path is None or not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
 
     def emit(self, phase: str, kind: str = "progress", **fields: Any) -> dict[str, Any]:
         event = {"time": time.time(), "phase": phase, "kind": kind, **fields}
@@ -55,7 +66,8 @@ def _jsonable(value: Any) -> Any:
 class EventReader:
     """Incremental reader: each :meth:`poll` returns the complete lines written since the last one.
 
-    A partly written last line is left for the next poll, so a reader never sees half an event.
+    A partly written last line is left for the next poll, so a reader never sees half an event; a line
+    torn by a killed writer (ended by the next writer's newline) is skipped.
     """
 
     def __init__(self, path: Path):
@@ -80,7 +92,7 @@ class EventReader:
             try:
                 events.append(json.loads(line))
             except json.JSONDecodeError:
-                events.append({"phase": "failed", "kind": "error", "message": f"unreadable event line in {self.path}"})
+                continue  # torn by a writer that was killed mid-line; the next writer starts a new line
         return events
 
 

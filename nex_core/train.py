@@ -19,11 +19,12 @@ import torch
 
 from . import config as config_mod
 from .cameras import Camera
-from .checkpoint import fingerprint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
+                         remove_partial_checkpoints, save_checkpoint)
 from .config import RunConfig
 from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device,
                           shard_triples, shutdown, wrap_model)
-from .errors import ConfigError, TrainingError
+from .errors import ConfigError, DamagedCheckpointError, TrainingError
 from .events import EventLog, Listener
 from .model import NexModel
 from .mpi import CameraBatch, MPIGeometry, plane_depths, rays_in_reference_frame
@@ -246,11 +247,22 @@ class Trainer:
         self.train_cams = CameraBatch.from_cameras(self.ref_camera, train_cams, device=self.device)
 
     def _resume_if_possible(self) -> None:
+        """Continue from the newest checkpoint that loads; a damaged newer one is skipped with a warning
+        (it is overwritten when training passes its step again)."""
+        if self.dist.is_main:
+            remove_partial_checkpoints(self.run_dir)
         found = list_checkpoints(self.run_dir)
-        if not found:
+        for _, path in reversed(found):
+            try:
+                self._load_state(path)
+            except DamagedCheckpointError as exc:
+                self.events.emit("setup", "warning", message=f"{exc} -- trying an older checkpoint")
+                continue
+            self.events.emit("setup", "resume", step=self.step, checkpoint=str(path))
             return
-        path = self._load_state(found[-1][1])
-        self.events.emit("setup", "resume", step=self.step, checkpoint=str(path))
+        if found:
+            raise DamagedCheckpointError(f"{checkpoint_dir(self.run_dir)}: every checkpoint is damaged; "
+                                         f"start a new run (choose another --out directory)")
 
     def _load_state(self, path: Path) -> Path:
         """Model, optimiser, sampler and step from a checkpoint."""
@@ -444,5 +456,6 @@ class Trainer:
         test_psnr = self.test_psnr()
         self.events.emit("eval", "test_psnr", step=self.step, steps=t.steps, test_psnr=test_psnr,
                          elapsed_s=time.time() - start_time)
-        self.events.emit("done", "done", step=self.step, steps=t.steps, loss=loss, test_psnr=test_psnr)
+        self.events.emit("done", "done", step=self.step, steps=t.steps,
+                         loss=loss if math.isfinite(loss) else None, test_psnr=test_psnr)
         return TrainResult(self.step, loss, test_psnr, False, time.time() - start_time)
