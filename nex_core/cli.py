@@ -113,6 +113,8 @@ TRAIN_OVERRIDES = {
     "hidden": ("model.hidden", int, "width of the coefficient MLP"),
     "basis": ("model.basis", str, "view basis: learned, sh (spherical harmonics) or fourier"),
     "basis_out": ("model.basis_out", int, "number of basis functions N"),
+    "field": ("model.field", str, "form of F_theta: mlp (the reference's) or grid (opt-in: feature grids "
+                                  "+ small MLP, several times fewer operations per step)"),
     "steps": ("train.steps", int, "training steps"),
     "rays": ("train.rays", int, "rays per step"),
     "images_per_step": ("train.images_per_step", int, "training images the rays of one step come from"),

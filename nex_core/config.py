@@ -50,6 +50,15 @@ class ModelConfig:
     basis_hidden: int = 64
     basis_mlp_layers: int = 1  # hidden->hidden layers of G_phi after its input layer
     basis_order: int = 3  # positional-encoding frequencies of the view direction
+    # F_theta's form: "mlp" (the reference's positional encoding + MLP) or "grid" (opt-in, faster: per-plane
+    # multi-resolution feature grids read bilinearly, then a small MLP of grid_hidden x grid_mlp_layers).
+    field: str = "mlp"
+    grid_levels: int = 4  # resolutions from grid_base to grid_max (geometric), capped by the MPI's size
+    grid_features: int = 4  # features per level
+    grid_base: int = 16
+    grid_max: int = 256
+    grid_hidden: int = 64
+    grid_mlp_layers: int = 1
 
 
 @dataclass
@@ -62,6 +71,7 @@ class TrainConfig:
     lr: float = 1e-3  # coefficient MLP
     lr_k0: float = 1e-2  # explicit k0 (reference: 10 x lr)
     lr_basis: float = 1e-3  # basis MLP (reference: grouped with the coefficient MLP)
+    lr_grid: float = 1e-2  # feature grids of the "grid" field
     decay_rate: float = 0.1
     decay_every: int = 0  # steps between decays (0: a third of the steps, as the reference)
     tv_weight: float = 0.03  # total variation of k0
@@ -142,7 +152,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = set(section) - set(known)
         if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) in [{section_name}]: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"{source}: unknown setting(s) in [{section_name}]: {', '.join(sorted(unknown))}; "
+                              "check their spelling or remove them (`nex train --help` lists the settings)")
         values = dataclasses.asdict(getattr(base, section_name))
         for key, value in section.items():
             values[key] = _coerce(value, known[key].type, f"{source} [{section_name}] {key}")
@@ -174,6 +185,10 @@ def validate(cfg: RunConfig) -> None:
         (m.layers >= 1 and m.sublayers >= 1, "model.layers and model.sublayers must be >= 1"),
         (m.hidden >= 1 and m.mlp_layers >= 0, "model.hidden must be >= 1 and model.mlp_layers >= 0"),
         (m.basis in ("learned", "sh", "fourier"), f"model.basis must be learned, sh or fourier, not {m.basis!r}"),
+        (m.field in ("mlp", "grid"), f"model.field must be mlp or grid, not {m.field!r}"),
+        (m.field != "grid" or (m.grid_levels >= 1 and m.grid_features >= 1 and 2 <= m.grid_base <= m.grid_max
+                               and m.grid_hidden >= 1 and m.grid_mlp_layers >= 0),
+         "model.grid_*: need grid_levels, grid_features, grid_hidden >= 1, 2 <= grid_base <= grid_max"),
         (1 <= m.basis_out <= 16, "model.basis_out must be between 1 and 16"),
         (t.steps >= 1, "train.steps must be >= 1"),
         (t.rays >= 3, "train.rays must be >= 3 (rays come in L-shaped triples)"),

@@ -129,6 +129,61 @@ class FixedBasis(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------
+# The opt-in grid form of F_theta
+
+
+def grid_resolutions(cfg: ModelConfig, mpi_width: int, mpi_height: int) -> list[tuple[int, int]]:
+    """(height, width) of each grid level: widths geometric from grid_base to grid_max (capped by the
+    MPI's width), heights in the MPI's aspect ratio."""
+    top = max(2, min(cfg.grid_max, mpi_width))
+    base = min(cfg.grid_base, top)
+    n = cfg.grid_levels
+    widths = [round(base * (top / base) ** (i / max(n - 1, 1))) for i in range(n)]
+    return [(max(2, round(w * mpi_height / mpi_width)), w) for w in widths]
+
+
+class GridField(nn.Module):
+    """F_theta as per-plane multi-resolution feature grids plus a small MLP.
+
+    Each plane owns ``grid_levels`` 2-D grids of ``grid_features`` channels, read bilinearly where a ray
+    meets the plane; the concatenated features go through an MLP of ``grid_hidden`` units to the same
+    outputs as the reference's MLP (alpha logit + 3N coefficients). Far fewer operations per plane
+    sample than the positional-encoding MLP, at the price of more parameters (the grids).
+    """
+
+    def __init__(self, cfg: ModelConfig, geom: MPIGeometry):
+        super().__init__()
+        self.cfg = cfg
+        self.shapes = grid_resolutions(cfg, geom.mpi_width, geom.mpi_height)
+        # Small random features, as in instant-ngp: the MLP starts near its bias, as the reference's does.
+        self.grids = nn.ParameterList(
+            nn.Parameter(torch.empty(geom.n_planes, cfg.grid_features, h, w).uniform_(-1e-4, 1e-4))
+            for h, w in self.shapes)
+        n_in = cfg.grid_levels * cfg.grid_features
+        self.mlp = make_mlp(n_in, cfg.grid_hidden, cfg.grid_mlp_layers, 1 + 3 * cfg.basis_out, cfg.lrelu_slope)
+
+    def features(self, coords: Tensor, plane_index: Tensor | None = None) -> Tensor:
+        """Grid features at coords [P, R, 2] of planes ``plane_index`` [P] (default: all) -> [P, R, C]."""
+        parts = []
+        for grid in self.grids:
+            planes = grid if plane_index is None else grid[plane_index]
+            parts.append(sample_planes(planes, coords.to(planes.dtype)))  # [P, F, R]
+        return torch.cat(parts, 1).transpose(1, 2)
+
+    def plane_outputs(self, coords: Tensor, plane_index: Tensor | None = None) -> Tensor:
+        return self.mlp(self.features(coords, plane_index))
+
+    def alpha_and_coefficients(self, coords: Tensor, sublayers: int) -> tuple[Tensor, Tensor]:
+        h = self.features(coords)
+        for module in list(self.mlp)[:-1]:
+            h = module(h)
+        last = self.mlp[-1]
+        alpha_logit = F.linear(h, last.weight[:1], last.bias[:1])[..., 0]
+        coeff = F.linear(h[::sublayers], last.weight[1:], last.bias[1:])
+        return alpha_logit, coeff
+
+
+# --------------------------------------------------------------------------------------------------
 # NeX
 
 
@@ -149,16 +204,26 @@ class NexModel(nn.Module):
         self.register_buffer("plane_pe", encode_frequencies(plane_codes(geom.n_planes)[:, None], depth_freqs),
                              persistent=False)
         n_in = 4 * cfg.pos_level + 2 * cfg.depth_level
-        self.coeff_mlp = make_mlp(n_in, cfg.hidden, cfg.mlp_layers, 1 + 3 * cfg.basis_out, cfg.lrelu_slope)
+        if cfg.field == "grid":
+            self.grid_field = GridField(cfg, geom)
+        else:
+            self.coeff_mlp = make_mlp(n_in, cfg.hidden, cfg.mlp_layers, 1 + 3 * cfg.basis_out, cfg.lrelu_slope)
         self.basis = LearnedBasis(cfg) if cfg.basis == "learned" else FixedBasis(cfg.basis, cfg.basis_out)
         # k0 before its sigmoid, uniform(-1, 1) as in the reference.
         self.k0 = nn.Parameter(torch.empty(cfg.layers, 3, geom.mpi_height, geom.mpi_width).uniform_(-1.0, 1.0))
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """F_theta's last layer (row 0: the alpha logit; rows 1..3N: the coefficients)."""
+        return self.grid_field.mlp[-1] if self.cfg.field == "grid" else self.coeff_mlp[-1]
 
     # ---- pieces -----------------------------------------------------------------------------------
 
     def plane_outputs(self, coords: Tensor, plane_index: Tensor | None = None) -> Tensor:
         """F_theta at normalised MPI positions coords [P, R, 2] of planes ``plane_index`` [P] (default:
         all planes in order): raw outputs [P, R, 1 + 3N]."""
+        if self.cfg.field == "grid":
+            return self.grid_field.plane_outputs(coords, plane_index)
         pe_plane = self.plane_pe if plane_index is None else self.plane_pe[plane_index]
         pe_xy = encode_frequencies(coords, self.pos_freqs)  # [P, R, 4 * pos_level]
         pe = torch.cat([pe_xy, pe_plane[:, None, :].expand(-1, coords.shape[1], -1)], -1)
@@ -173,6 +238,8 @@ class NexModel(nn.Module):
         columns of the last layer are evaluated only on the planes whose coefficients are used.
         """
         S = self.cfg.sublayers
+        if self.cfg.field == "grid":
+            return self.grid_field.alpha_and_coefficients(coords, S)
         first, last = self.coeff_mlp[0], self.coeff_mlp[-1]
         n_xy = 4 * self.cfg.pos_level
         pe_xy = encode_frequencies(coords, self.pos_freqs)  # [D, R, n_xy]
@@ -227,6 +294,10 @@ class NexModel(nn.Module):
         return ((dy + dx) / ((k0.shape[2] - 1) * (k0.shape[3] - 1))).mean()
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by learning-rate group: coefficient MLP, basis MLP, explicit k0."""
+        """Parameters by learning-rate group: coefficient MLP, basis MLP, explicit k0 (and the grid
+        field's feature grids)."""
+        if self.cfg.field == "grid":
+            return {"mlp": list(self.grid_field.mlp.parameters()), "grid": list(self.grid_field.grids),
+                    "basis": list(self.basis.parameters()), "k0": [self.k0]}
         return {"mlp": list(self.coeff_mlp.parameters()), "basis": list(self.basis.parameters()),
                 "k0": [self.k0]}

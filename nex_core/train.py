@@ -234,9 +234,9 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
         groups = self.model.parameter_groups()
-        lrs = {"mlp": t.lr, "basis": t.lr_basis, "k0": t.lr_k0}
+        lrs = {"mlp": t.lr, "grid": t.lr_grid, "basis": t.lr_basis, "k0": t.lr_k0}
         param_groups = [{"params": groups[name], "lr": lrs[name], "name": name, "base_lr": lrs[name]}
-                        for name in ("mlp", "basis", "k0") if groups[name]]
+                        for name in ("mlp", "grid", "basis", "k0") if groups.get(name)]
         return torch.optim.Adam(param_groups)
 
     def _upload_data(self) -> None:

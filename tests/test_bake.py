@@ -46,17 +46,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(-10.0 * np.log10(max(np.mean((a.astype(np.float64) - b) ** 2), 1e-20)))
 
 
-def random_model(basis: str = "learned", sublayers: int = 2, seed: int = 0):
+def random_model(basis: str = "learned", sublayers: int = 2, seed: int = 0, field: str = "mlp"):
     """A random-weight model whose planes are half opaque and whose coefficients matter."""
     cfg = ModelConfig(layers=3, sublayers=sublayers, hidden=32, mlp_layers=1, pos_level=5, depth_level=2,
-                      basis=basis, basis_out=8, basis_hidden=16, sigmoid_offset=5.0)
+                      basis=basis, basis_out=8, basis_hidden=16, sigmoid_offset=5.0, field=field,
+                      grid_levels=2, grid_features=2, grid_base=8, grid_max=16, grid_hidden=16)
     ref = Camera(40, 30, 40.0, 40.0, 20.0, 15.0, random_pose(np.random.default_rng(seed + 100), 10, 0.5))
     geom = MPIGeometry.from_camera(ref, 6, plane_depths(1.0, 4.0, 3 * sublayers, True))
     torch.manual_seed(seed)
     model = NexModel(cfg, geom)
     with torch.no_grad():
-        model.coeff_mlp[-1].bias[0] = 4.0  # alpha about sigmoid(-1): every plane contributes
-        model.coeff_mlp[-1].weight[1:] *= 3.0  # larger coefficients: view dependence is visible
+        model.output_layer.bias[0] = 4.0  # alpha about sigmoid(-1): every plane contributes
+        model.output_layer.weight[1:] *= 3.0  # larger coefficients: view dependence is visible
+        for grid in getattr(getattr(model, "grid_field", None), "grids", []):
+            grid.uniform_(-1.0, 1.0)  # smooth (coarse) grids with features that matter
     rng = np.random.default_rng(seed)
     cams = [ref.with_pose(ref.c2w @ random_pose(rng, 5, 0.3)) for _ in range(6)]
     return model, geom, ref, cams
@@ -228,9 +231,10 @@ def test_baked_renderer_equals_explicit_mpi_without_view_dependence():
             assert np.abs(got - expected).max() < 1e-5
 
 
-@pytest.mark.parametrize("basis", ["learned", "sh", "fourier"])
-def test_baked_render_matches_random_model(basis):
-    model, geom, ref, cams = random_model(basis, seed=1)
+@pytest.mark.parametrize("basis, field", [("learned", "mlp"), ("sh", "mlp"), ("fourier", "mlp"),
+                                          ("learned", "grid")])
+def test_baked_render_matches_random_model(basis, field):
+    model, geom, ref, cams = random_model(basis, seed=1, field=field)
     baked = bake_model(model, geom, ref, cams + [ref], lut_size=128)
     quantised = baked.quantized()
     for cam in [ref] + cams[:2]:

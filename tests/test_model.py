@@ -12,9 +12,10 @@ from nex_core.model import FixedBasis, NexModel, fourier_basis, real_spherical_h
 from nex_core.mpi import CameraBatch, MPIGeometry, pixel_grid, plane_depths, rays_in_reference_frame
 
 
-def tiny_model(basis: str = "learned") -> tuple[NexModel, Camera]:
+def tiny_model(basis: str = "learned", field: str = "mlp") -> tuple[NexModel, Camera]:
     cfg = ModelConfig(layers=3, sublayers=2, hidden=16, mlp_layers=1, pos_level=4, depth_level=2,
-                      basis=basis, basis_out=8, basis_hidden=8)
+                      basis=basis, basis_out=8, basis_hidden=8, field=field, grid_levels=3, grid_features=2,
+                      grid_base=4, grid_max=12, grid_hidden=16)
     ref = Camera(12, 8, 10.0, 10.0, 6.0, 4.0, np.eye(4))
     geom = MPIGeometry.from_camera(ref, 2, plane_depths(1.0, 4.0, 6, True))
     torch.manual_seed(0)
@@ -39,8 +40,9 @@ def test_render_shapes_and_range(basis):
     assert acc.max() < 1 - (1 - 1 / (1 + math.exp(-3))) ** 6
 
 
-def test_gradients_reach_every_parameter_group():
-    model, ref = tiny_model()
+@pytest.mark.parametrize("field", ["mlp", "grid"])
+def test_gradients_reach_every_parameter_group(field):
+    model, ref = tiny_model(field=field)
     o, d = reference_rays(ref)
     loss = model(o, d).mean() + model.tv_loss()
     loss.backward()
@@ -48,10 +50,11 @@ def test_gradients_reach_every_parameter_group():
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
 
 
-def test_alpha_is_zero_where_rays_miss_the_mpi():
-    model, ref = tiny_model()
+@pytest.mark.parametrize("field", ["mlp", "grid"])
+def test_alpha_is_zero_where_rays_miss_the_mpi(field):
+    model, ref = tiny_model(field=field)
     with torch.no_grad():
-        model.coeff_mlp[-1].bias[0] = 20.0  # make every plane opaque where it exists
+        model.output_layer.bias[0] = 20.0  # make every plane opaque where it exists
     # A camera turned far to the side sees past the padded MPI.
     turn = np.eye(4)
     a = math.radians(35)
@@ -61,10 +64,14 @@ def test_alpha_is_zero_where_rays_miss_the_mpi():
     assert acc.min() < 1e-6 and acc.max() > 0.99
 
 
-def test_fast_network_path_equals_the_plain_mlp():
+@pytest.mark.parametrize("field", ["mlp", "grid"])
+def test_fast_network_path_equals_the_plain_mlp(field):
     """alpha_and_coefficients == the plain MLP's alpha column on every plane and coefficient columns on
     each layer's first sublayer (the reference's coefficient sharing)."""
-    model, ref = tiny_model()
+    model, ref = tiny_model(field=field)
+    with torch.no_grad():
+        for grid in getattr(getattr(model, "grid_field", None), "grids", []):
+            grid.normal_()  # features that vary, so plane and position mix-ups would show
     coords = torch.rand(6, 50, 2) * 2 - 1
     alpha, coeff = model.alpha_and_coefficients(coords)
     plain = model.plane_outputs(coords)
@@ -72,9 +79,10 @@ def test_fast_network_path_equals_the_plain_mlp():
     torch.testing.assert_close(coeff, plain[::2, :, 1:], rtol=1e-5, atol=1e-6)
 
 
-def test_coefficients_are_shared_by_sublayers():
+@pytest.mark.parametrize("field", ["mlp", "grid"])
+def test_coefficients_are_shared_by_sublayers(field):
     """Changing the coefficients the network gives a non-first sublayer must not change the render."""
-    model, ref = tiny_model()
+    model, ref = tiny_model(field=field)
     o, d = reference_rays(ref)
     base = model(o, d)
     original = model.alpha_and_coefficients
@@ -86,6 +94,30 @@ def test_coefficients_are_shared_by_sublayers():
 
     model.alpha_and_coefficients = patched
     torch.testing.assert_close(model(o, d), base)
+
+
+def test_grid_levels_span_base_to_the_mpi_size():
+    from nex_core.model import grid_resolutions
+    cfg = ModelConfig(grid_levels=4, grid_base=16, grid_max=256)
+    assert grid_resolutions(cfg, 224, 168) == [(12, 16), (29, 39), (70, 93), (168, 224)]
+    assert grid_resolutions(cfg, 2000, 1000)[-1] == (128, 256)
+
+
+def test_grid_features_are_read_at_the_plane_position():
+    """One grid level, features set to a known function of (x, y, plane): what the field reads at a texel
+    centre is that value (bilinear sampling at texel centres is exact)."""
+    from nex_core.model import GridField
+    model, _ = tiny_model(field="grid")
+    field: GridField = model.grid_field
+    grid = field.grids[-1]
+    d, f, h, w = grid.shape
+    with torch.no_grad():
+        grid.copy_(torch.arange(d * f * h * w, dtype=torch.float32).reshape(d, f, h, w))
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    coords = torch.stack([(xs + 0.5) / w * 2 - 1, (ys + 0.5) / h * 2 - 1], -1).reshape(1, -1, 2).float()
+    plane = torch.tensor([d - 1])
+    got = field.features(coords, plane)[0, :, -f:]
+    torch.testing.assert_close(got, grid[d - 1].reshape(f, -1).T.detach())
 
 
 def test_spherical_harmonics_are_orthonormal():

@@ -163,3 +163,14 @@ def test_config_toml_round_trip(tmp_path):
     (tmp_path / "bad.toml").write_text("[model]\nlayerz = 3\n")
     with pytest.raises(ConfigError, match="layerz"):
         config_mod.load(tmp_path / "bad.toml")
+
+
+def test_grid_field_learns(tmp_path):
+    """The opt-in grid form of F_theta trains on the tiny preset to at least the MLP's bar."""
+    cfg = tiny_config()
+    cfg.model.field = "grid"
+    result = Trainer(cfg, tmp_path / "grid").train()
+    assert result.test_psnr >= TINY_PSNR_BAR, result.test_psnr
+    events = read_events(tmp_path / "grid" / "events.jsonl")
+    losses = [e["loss"] for e in events if e["kind"] == "progress"]
+    assert losses[-1] < losses[0] / 2

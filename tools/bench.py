@@ -189,6 +189,13 @@ def with_precision(cfg: RunConfig, precision: str) -> RunConfig:
     return out
 
 
+def with_grid(cfg: RunConfig) -> RunConfig:
+    """The opt-in grid form of F_theta (model.field = "grid"), everything else unchanged."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.field = "grid"
+    return cfg
+
+
 def write_synthetic_scene(root: Path, n_views: int = 12, seed: int = 0) -> Path:
     """A forward-facing LLFF scene of random images at the paper's size (1008 x 756), for timing only."""
     from PIL import Image
@@ -406,6 +413,7 @@ def section_bench_s(args, device: torch.device, tmp: Path) -> Section:
     cfg = fast_config(args.scene, str(device))
     ours = Trainer(cfg, tmp / f"bs-ours-{device.type}")
     runs = {"ours": ours, "ours-bf16": Trainer(with_precision(cfg, "bf16"), tmp / f"bs-bf16-{device.type}"),
+            "ours-grid-bf16": Trainer(with_grid(with_precision(cfg, "bf16")), tmp / f"bs-grid-{device.type}"),
             "baseline": BaselineTrainer(cfg, scene=ours.scene, device=device)}
     steps = args.steps or (12 if args.quick else 300)
     rays = 3 * (cfg.train.rays // 3)
@@ -414,7 +422,7 @@ def section_bench_s(args, device: torch.device, tmp: Path) -> Section:
     add_step_rows(sec, times, rays, cpu)
     for k, run in runs.items():
         sec.add(k, f"held-out PSNR after {steps} steps", run.test_psnr(), "dB",
-                "bf16 render" if k == "ours-bf16" else "fp32")
+                "bf16 render" if k.endswith("bf16") else "fp32")
     if not args.quick:
         sec.add("ours-bf16", f"held-out PSNR after {steps} steps", _psnr_fp32(runs["ours-bf16"]), "dB",
                 "fp32 render of the bf16-trained model")
@@ -547,6 +555,14 @@ def section_fast(args, device: torch.device, tmp: Path) -> Section:
             f"step {o['step']} of {cfg.train.steps}; {o['train_s']:.0f} s training + {ours_eval:.0f} s eval")
     sec.details.update({"minutes": minutes, "eval_every": args.eval_every, "ours_curve": ours_curve,
                         "ours_train": config_mod.to_dict(cfg)["train"]})
+    if not args.quick:
+        grid_curve, grid, grid_eval = train_ours_for(with_grid(cfg), tmp / "fast-grid", seconds)
+        g = grid_curve[-1]
+        sec.add("ours, grid field (fast preset + --field grid)", f"held-out PSNR after {minutes:g} min",
+                g["test_psnr"], "dB", f"step {g['step']} of {cfg.train.steps}; {g['train_s']:.0f} s training + "
+                f"{grid_eval:.0f} s eval")
+        sec.details["grid_curve"] = grid_curve
+        del grid
     variants = {"reference settings": 5.0}
     if not args.quick:
         variants["reference rates, our alpha offset"] = cfg.model.sigmoid_offset
