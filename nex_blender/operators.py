@@ -59,17 +59,21 @@ def _job_running(context) -> bool:
 # Prepare, train, resume, cancel, bake, export
 
 
-class NEX_OT_prepare(bpy.types.Operator):
+class _WhenIdle:
+    """Operators that start a background job: available while no job of the scene is running."""
+
+    @classmethod
+    def poll(cls, context):
+        return not _job_running(context)
+
+
+class NEX_OT_prepare(_WhenIdle, bpy.types.Operator):
     """Find the photos' camera poses with COLMAP (`nex prepare`) and make a scene folder for training"""
 
     bl_idname = "nex.prepare"
     bl_label = "Prepare"
 
     force: BoolProperty(name="Replace", description="Replace an existing scene folder", default=False)
-
-    @classmethod
-    def poll(cls, context):
-        return not _job_running(context)
 
     def execute(self, context):
         s = _settings(context)
@@ -86,15 +90,11 @@ class NEX_OT_prepare(bpy.types.Operator):
         return _start_job(self, context, "prepare", args, None, scene_dir / "events.jsonl", log)
 
 
-class NEX_OT_train(bpy.types.Operator):
+class NEX_OT_train(_WhenIdle, bpy.types.Operator):
     """Train a NeX model on the scene in the background (`nex train`)"""
 
     bl_idname = "nex.train"
     bl_label = "Train"
-
-    @classmethod
-    def poll(cls, context):
-        return not _job_running(context)
 
     def execute(self, context):
         s = _settings(context)
@@ -115,15 +115,11 @@ class NEX_OT_train(bpy.types.Operator):
         return _start_job(self, context, "train", args, run_dir, run_dir / "events.jsonl", run_dir / "train.log")
 
 
-class NEX_OT_resume(bpy.types.Operator):
+class NEX_OT_resume(_WhenIdle, bpy.types.Operator):
     """Continue a stopped training run from its newest checkpoint (`nex train --resume`)"""
 
     bl_idname = "nex.resume"
     bl_label = "Resume"
-
-    @classmethod
-    def poll(cls, context):
-        return not _job_running(context)
 
     def execute(self, context):
         run_dir = _settings(context).resolved_run_dir()
@@ -158,15 +154,11 @@ def _baked_done(scene_name: str, run_dir: Path):
     return done
 
 
-class NEX_OT_bake(bpy.types.Operator):
+class NEX_OT_bake(_WhenIdle, bpy.types.Operator):
     """Bake the trained run into textures (`nex bake`): what Import MPI and Export read"""
 
     bl_idname = "nex.bake"
     bl_label = "Bake"
-
-    @classmethod
-    def poll(cls, context):
-        return not _job_running(context)
 
     def execute(self, context):
         run_dir = _settings(context).resolved_run_dir()
@@ -176,15 +168,11 @@ class NEX_OT_bake(bpy.types.Operator):
                           on_finish=_baked_done(context.scene.name, run_dir))
 
 
-class NEX_OT_export(bpy.types.Operator):
+class NEX_OT_export(_WhenIdle, bpy.types.Operator):
     """Export the baked MPI as glTF 2.0 binary (`nex export RUN --gltf FILE`)"""
 
     bl_idname = "nex.export"
     bl_label = "Export glTF"
-
-    @classmethod
-    def poll(cls, context):
-        return not _job_running(context)
 
     def execute(self, context):
         s = _settings(context)

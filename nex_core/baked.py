@@ -22,10 +22,16 @@ signed data (coefficients, basis) as ``v = round((x + 1) / 2 * 255)``, decoded `
 Tiles of one kind share atlases no larger than ``max_texture`` per side, each tile surrounded by a
 1-texel gutter (zeros for alpha and k0, so a GPU's bilinear filter reproduces zero padding; a copy of the
 tile's edge for coefficients and the basis, so it reproduces clamping). See :func:`layout_schema_doc`.
+
+Each texture entry of mpi.json records the ``sha256`` of its PNG file. Readers check it (a damaged
+texture is refused with a FormatError that names it); the field is optional in version 1, so bakes made
+before it was added still read, unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -49,6 +55,7 @@ COEFFICIENT_LOOKUP = "layer_first_plane"
 GUTTER = 1  # texels of padding around every tile
 MAX_TEXELS = 1 << 30  # readers refuse more texels than this, summed over all textures
 MAX_TEXTURE_SIDE = 65536
+_HASH_CHUNK = 1 << 20
 
 # kind -> (channels, signed, gutter mode)
 KINDS: dict[str, tuple[int, bool, str]] = {
@@ -184,18 +191,21 @@ class MPIInfo:
                               f"{self.layers} x {self.sublayers} = {self.n_planes} planes; bake it again")
         d = np.asarray(self.depths)
         if not (np.all(np.isfinite(d)) and np.all(d > 0) and np.all(np.diff(d) > 0)):
-            raise FormatError(f"{source}: plane depths must be positive and increasing (nearest first)")
+            raise FormatError(f"{source}: plane depths must be positive and increasing (nearest first); bake it again")
         nums = [self.fx, self.fy, self.cx, self.cy, *self.lut_vx, *self.lut_vy]
         if not all(math.isfinite(x) for x in nums) or self.fx <= 0 or self.fy <= 0:
-            raise FormatError(f"{source}: camera intrinsics or LUT range are not finite positive numbers")
+            raise FormatError(f"{source}: camera intrinsics or LUT range are not finite positive numbers; bake it "
+                              "again")
         if not (self.lut_vx[0] < self.lut_vx[1] and self.lut_vy[0] < self.lut_vy[1]):
-            raise FormatError(f"{source}: empty LUT range vx {self.lut_vx}, vy {self.lut_vy}")
-        problem = pose_problem(self.ref_c2w)
+            raise FormatError(f"{source}: empty LUT range vx {self.lut_vx}, vy {self.lut_vy}; bake it again")
+        with np.errstate(invalid="ignore", over="ignore"):
+            problem = pose_problem(self.ref_c2w)
         if problem:
-            raise FormatError(f"{source}: the reference camera pose is unusable: {problem}")
+            raise FormatError(f"{source}: the reference camera pose is unusable: {problem}; bake it again")
         if self.total_values() > 2 * MAX_TEXELS:
             raise FormatError(f"{source}: {self.total_values():,} values is more than this reader allows "
-                              f"({2 * MAX_TEXELS:,}); the dimensions are absurd or the file is damaged")
+                              f"({2 * MAX_TEXELS:,}); the dimensions are absurd or the file is damaged: bake it "
+                              "again")
 
 
 @dataclass
@@ -238,6 +248,7 @@ class TextureSpec:
     channels: int
     width: int
     height: int
+    sha256: str | None = None  # hex digest of the PNG file; optional in version 1 (older bakes lack it)
 
 
 @dataclass(frozen=True)
@@ -342,19 +353,27 @@ class _AtlasStream:
     def complete(self) -> bool:
         return all(self.filled)
 
-    def records(self, first_texture: int) -> tuple[list[TextureSpec], list[Tile]]:
-        textures = [TextureSpec(f, self.kind, self.channels, w, h) for f, (w, h, _) in zip(self.files, self.plan)]
+    def records(self, first_texture: int, digests: dict[str, str]) -> tuple[list[TextureSpec], list[Tile]]:
+        textures = [TextureSpec(f, self.kind, self.channels, w, h, digests[f])
+                    for f, (w, h, _) in zip(self.files, self.plan)]
         tiles = [Tile(first_texture + a, x, y, self.tile_w, self.tile_h) for a, x, y in self.where]
         return textures, tiles
 
 
-def _save_png(codes: np.ndarray, path: Path, compress_level: int) -> None:
+def _save_png(codes: np.ndarray, path: Path, compress_level: int) -> tuple[str, str]:
+    """Encode and write one atlas; returns (file name, sha256 hex digest of the file's bytes)."""
     from PIL import Image
 
     channels = codes.shape[-1]
     img = Image.fromarray(codes[..., 0] if channels == 1 else codes, "L" if channels == 1 else "RGB")
-    img.save(path, format="PNG", compress_level=compress_level)
-    _fsync(path)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    data = buf.getvalue()
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return path.name, hashlib.sha256(data).hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -390,18 +409,23 @@ class BakedWriter:
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nex-png")
         self.pending: deque[Future] = deque()
+        self.digests: dict[str, str] = {}
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir()
         self.finished = False
 
     def _submit(self, codes: np.ndarray, path: Path) -> None:
         while len(self.pending) >= 2 * self.workers:  # bound the atlases held in memory
-            self.pending.popleft().result()
+            self._collect()
         self.pending.append(self.pool.submit(_save_png, codes, path, self.compress_level))
+
+    def _collect(self) -> None:
+        name, digest = self.pending.popleft().result()
+        self.digests[name] = digest
 
     def _drain(self) -> None:
         while self.pending:
-            self.pending.popleft().result()
+            self._collect()
 
     def __enter__(self) -> "BakedWriter":
         return self
@@ -443,7 +467,7 @@ class BakedWriter:
         textures: list[TextureSpec] = []
         tiles: dict[str, list[Tile]] = {}
         for kind, stream in self.streams.items():
-            tex, til = stream.records(len(textures))
+            tex, til = stream.records(len(textures), self.digests)
             textures += tex
             tiles[kind] = til
         manifest = _manifest(self.info, textures, tiles, self.max_texture)
@@ -511,7 +535,7 @@ def _manifest(info: MPIInfo, textures: list[TextureSpec], tiles: dict[str, list[
         },
         "max_texture": max_texture,
         "textures": [{"file": t.file, "kind": t.kind, "channels": t.channels, "width": t.width,
-                      "height": t.height} for t in textures],
+                      "height": t.height, "sha256": t.sha256} for t in textures],
         "tiles": {kind: [{"texture": t.texture, "x": t.x, "y": t.y, "w": t.w, "h": t.h} for t in ts]
                   for kind, ts in tiles.items()},
         "metadata": _jsonable(info.metadata),
@@ -570,8 +594,12 @@ def write_baked(baked: BakedMPI, out_dir: Path, max_texture: int = 4096, compres
 # Reading
 
 
-def read_layout(baked_dir: Path) -> BakedLayout:
-    """Read and check ``mpi.json`` (not the pixels): FormatError, naming the file, when anything is off."""
+def read_layout(baked_dir: Path, verify: bool = True) -> BakedLayout:
+    """Read and check ``mpi.json`` (not the pixels): FormatError, naming the file, when anything is off.
+
+    ``verify``: also check every texture file against the sha256 the manifest records for it (bakes
+    older than the checksums have none; those textures are not checked).
+    """
     root = Path(baked_dir)
     path = root / MANIFEST
     src = str(path)
@@ -620,7 +648,10 @@ def read_layout(baked_dir: Path) -> BakedLayout:
                               f"inconsistent, bake again")
     textures = _read_textures(root, r)
     tiles = _read_tiles(r, info, textures)
-    return BakedLayout(root, info, textures, tiles)
+    layout = BakedLayout(root, info, textures, tiles)
+    if verify:
+        verify_textures(layout)
+    return layout
 
 
 class _Reader:
@@ -652,9 +683,10 @@ class _Reader:
 
     def number(self, key: str, parent: dict | None = None, prefix: str = "") -> float:
         v = self.get(key, parent, prefix)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        x = _finite(v)
+        if x is None:
             raise self.bad(key, prefix, "a finite number", v)
-        return float(v)
+        return x
 
     def text(self, key: str, parent: dict | None = None, prefix: str = "") -> str:
         v = self.get(key, parent, prefix)
@@ -664,28 +696,40 @@ class _Reader:
 
     def numbers(self, key: str, parent: dict | None = None, prefix: str = "", count: int | None = None) -> list[float]:
         v = self.get(key, parent, prefix)
-        if (not isinstance(v, list) or (count is not None and len(v) != count) or len(v) > 1 << 16
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
-            raise self.bad(key, prefix, f"a list of {count or 'some'} numbers", v)
-        return [float(x) for x in v]
+        values = [_finite(x) for x in v] if isinstance(v, list) and len(v) <= 1 << 16 else None
+        if values is None or (count is not None and len(values) != count) or None in values:
+            raise self.bad(key, prefix, f"a list of {count or 'some'} finite numbers", v)
+        return values
 
     def matrix(self, key: str, parent: dict | None = None, prefix: str = "") -> np.ndarray:
         v = self.get(key, parent, prefix)
         try:
             m = np.array(v, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise self.bad(key, prefix, "a 4x4 matrix", v) from None
         if m.shape != (4, 4) or not np.all(np.isfinite(m)):
             raise self.bad(key, prefix, "a finite 4x4 matrix", v)
         return m
 
 
+def _finite(v: Any) -> float | None:
+    """``v`` as a float if it is a finite JSON number (not a bool, not an integer too large for a float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        x = float(v)
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
+
+
 def _safe_relative(root: Path, name: str, src: str) -> Path:
     """``root / name`` if ``name`` is a plain relative path that stays inside ``root`` (symlinks included)."""
-    fix = "texture paths must be relative to the baked directory and stay inside it; the file was edited or damaged"
-    if not name or "\\" in name or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() \
-            or PureWindowsPath(name).drive:
-        raise FormatError(f"{src}: texture path {name!r} is absolute or malformed; {fix}")
+    fix = ("texture paths must be relative to the baked directory and stay inside it; the file was edited or "
+           "damaged: bake again with `nex bake`")
+    if not name or len(name) > 1024 or "\\" in name or any(ord(c) < 32 for c in name) \
+            or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        raise FormatError(f"{src}: texture path {name!r:.80} is absolute or malformed; {fix}")
     if any(part == ".." for part in PurePosixPath(name).parts):
         raise FormatError(f"{src}: texture path {name!r} escapes the baked directory ('..'); {fix}")
     full = root / name
@@ -694,7 +738,26 @@ def _safe_relative(root: Path, name: str, src: str) -> Path:
     except ValueError:
         raise FormatError(f"{src}: texture path {name!r} resolves outside the baked directory "
                           f"(a symbolic link?); {fix}") from None
+    except (OSError, RuntimeError) as exc:
+        raise FormatError(f"{src}: texture path {name!r:.80} cannot be resolved ({exc}); {fix}") from None
     return full
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _digest(item: dict, r: _Reader, prefix: str) -> str | None:
+    """The optional ``sha256`` of a texture entry: 64 lowercase hex digits."""
+    value = item.get("sha256")
+    if value is None:
+        return None
+    if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        raise r.bad("sha256", prefix, "64 lowercase hexadecimal digits", value)
+    return value
 
 
 def _read_textures(root: Path, r: _Reader) -> list[TextureSpec]:
@@ -708,20 +771,22 @@ def _read_textures(root: Path, r: _Reader) -> list[TextureSpec]:
             raise r.bad(f"textures[{k}]", "", "an object", item)
         kind = r.text("kind", item, prefix)
         if kind not in KINDS:
-            raise FormatError(f"{r.src}: {prefix}kind {kind!r} is unknown (expected one of {', '.join(KINDS)})")
+            raise FormatError(f"{r.src}: {prefix}kind {kind!r} is unknown (expected one of {', '.join(KINDS)}); "
+                              "bake again")
         channels, w, h = (r.integer(key, item, prefix) for key in ("channels", "width", "height"))
         if channels != KINDS[kind][0]:
-            raise FormatError(f"{r.src}: {prefix}channels is {channels}, {kind} textures have {KINDS[kind][0]}")
+            raise FormatError(f"{r.src}: {prefix}channels is {channels}, {kind} textures have {KINDS[kind][0]}; "
+                              "bake again")
         if not (1 <= w <= MAX_TEXTURE_SIDE and 1 <= h <= MAX_TEXTURE_SIDE):
             raise FormatError(f"{r.src}: {prefix} size {w}x{h} is absurd (sides 1..{MAX_TEXTURE_SIDE}); bake again")
         total += w * h
         if total > MAX_TEXELS:
             raise FormatError(f"{r.src}: the textures hold more than {MAX_TEXELS:,} texels; the dimensions are "
-                              f"absurd or the file is damaged (refusing to allocate)")
+                              f"absurd or the file is damaged (refusing to allocate): bake it again")
         name = r.text("file", item, prefix)
-        if not _safe_relative(root, name, r.src).is_file():
+        if not _is_file(_safe_relative(root, name, r.src)):
             raise FormatError(f"{r.src}: texture {name} is missing; copy the whole baked directory or bake again")
-        out.append(TextureSpec(name, kind, channels, w, h))
+        out.append(TextureSpec(name, kind, channels, w, h, _digest(item, r, prefix)))
     return out
 
 
@@ -744,7 +809,7 @@ def _read_tiles(r: _Reader, info: MPIInfo, textures: list[TextureSpec]) -> dict[
                 raise r.bad(f"tiles.{kind}[{k}]", "", "an object", item)
             t = Tile(*(r.integer(f, item, prefix) for f in ("texture", "x", "y", "w", "h")))
             if not 0 <= t.texture < len(textures) or textures[t.texture].kind != kind:
-                raise FormatError(f"{r.src}: {prefix}texture {t.texture} is not a {kind} texture")
+                raise FormatError(f"{r.src}: {prefix}texture {t.texture} is not a {kind} texture; bake again")
             if (t.w, t.h) != (tw, th):
                 raise FormatError(f"{r.src}: {prefix} size {t.w}x{t.h} differs from the {kind} tile size "
                                   f"{tw}x{th}; bake again")
@@ -757,36 +822,81 @@ def _read_tiles(r: _Reader, info: MPIInfo, textures: list[TextureSpec]) -> dict[
     return tiles
 
 
-def read_texture(layout: BakedLayout, index: int) -> np.ndarray:
-    """One texture's 8-bit codes [height, width, channels], checked against the manifest first."""
-    from PIL import Image
+def _damaged(path: Path, why: str) -> FormatError:
+    return FormatError(f"{path}: texture {path.name} is damaged ({why}); re-run `nex bake` to bake the run "
+                       f"again, or copy the whole baked directory again")
 
-    spec = layout.textures[index]
-    path = layout.path(spec)
-    src = str(layout.root / MANIFEST)
-    if not path.is_file():
-        raise FormatError(f"{path}: texture listed in {src} is missing; copy the whole baked directory or bake again")
+
+def _check_digest(path: Path, spec: TextureSpec, digest: str) -> None:
+    if spec.sha256 is not None and digest != spec.sha256:
+        raise _damaged(path, "its sha256 differs from the one recorded in mpi.json")
+
+
+def verify_textures(layout: BakedLayout) -> None:
+    """Check every texture that has a recorded sha256 against its file (reads the files, decodes nothing)."""
+    for spec in layout.textures:
+        if spec.sha256 is None:
+            continue
+        path = layout.path(spec)
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(_HASH_CHUNK):
+                    h.update(chunk)
+        except OSError as exc:
+            raise FormatError(f"{path}: texture listed in {layout.root / MANIFEST} cannot be read ({exc}); "
+                              f"copy the whole baked directory or re-run `nex bake`") from None
+        _check_digest(path, spec, h.hexdigest())
+
+
+def _decode_png(data: bytes, spec: TextureSpec, path: Path, src: str) -> np.ndarray:
+    """Check the PNG's header against the manifest, then its sha256 (when recorded), then decode it."""
+    from PIL import Image, UnidentifiedImageError
+
     old_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the manifest's size is checked below, before decoding
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             if img.format != "PNG" or img.size != (spec.width, spec.height):
                 raise FormatError(f"{path}: expected a {spec.width}x{spec.height} PNG as {src} says, found "
                                   f"{img.format} {img.size[0]}x{img.size[1]}; bake again")
             want_mode = "L" if spec.channels == 1 else "RGB"
             if img.mode != want_mode:
                 raise FormatError(f"{path}: expected an 8-bit {want_mode} PNG, found mode {img.mode}; bake again")
-            arr = np.asarray(img)
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read the PNG ({exc}); the file is damaged, bake again") from None
+            _check_digest(path, spec, hashlib.sha256(data).hexdigest())
+            return np.asarray(img)
+    except FormatError:
+        raise
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error ... for damaged PNGs
+        why = "not a PNG file" if isinstance(exc, UnidentifiedImageError) else f"cannot read the PNG: {exc}"
+        raise _damaged(path, why) from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def read_texture(layout: BakedLayout, index: int) -> np.ndarray:
+    """One texture's 8-bit codes [height, width, channels], checked against the manifest (size, mode and,
+    when recorded, sha256) before decoding."""
+    spec = layout.textures[index]
+    path = layout.path(spec)
+    src = str(layout.root / MANIFEST)
+    if not _is_file(path):
+        raise FormatError(f"{path}: texture listed in {src} is missing; copy the whole baked directory or bake again")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: texture listed in {src} cannot be read ({exc}); copy the whole baked "
+                          f"directory or re-run `nex bake`") from None
+    arr = _decode_png(data, spec, path, src)
     return arr.reshape(spec.height, spec.width, spec.channels)
 
 
 def read_baked(baked_dir: Path, dtype=np.float32) -> BakedMPI:
-    """Read a baked directory into float arrays (``dtype``; float16 halves the memory of large MPIs)."""
-    layout = read_layout(baked_dir)
+    """Read a baked directory into float arrays (``dtype``; float16 halves the memory of large MPIs).
+
+    Each texture's sha256 (when recorded) is checked as it is read.
+    """
+    layout = read_layout(baked_dir, verify=False)
     info = layout.info
     h, w, n = info.mpi_height, info.mpi_width, info.n_basis
     alpha = np.empty((info.n_planes, h, w), dtype)

@@ -261,7 +261,8 @@ class Trainer:
             self.events.emit("setup", "resume", step=self.step, checkpoint=str(path))
             return
         if found:
-            raise DamagedCheckpointError(f"{checkpoint_dir(self.run_dir)}: every checkpoint is damaged; "
+            names = ", ".join(p.name for _, p in found)
+            raise DamagedCheckpointError(f"{checkpoint_dir(self.run_dir)}: every checkpoint is damaged ({names}); "
                                          f"start a new run (choose another --out directory)")
 
     def _load_state(self, path: Path) -> Path:

@@ -32,11 +32,11 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
     from ..bake import bake_run
     from ..baked import read_layout
-    from ..errors import NexError
+    from ..errors import ConfigError
     from ..run import open_run
 
     if not 2 <= args.lut_size <= 4096:
-        raise NexError(f"--lut-size {args.lut_size}: choose between 2 and 4096 (default 256)")
+        raise ConfigError(f"--lut-size {args.lut_size}: choose between 2 and 4096 (default 256)")
     console = Console(stderr=True, soft_wrap=True)
     run = open_run(Path(args.run), device=args.device)
     start = time.time()
@@ -47,7 +47,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
                        lut_size=args.lut_size, compress_level=args.compress_level,
                        progress=lambda done, total: progress.update(task, completed=done))
     seconds = time.time() - start
-    layout = read_layout(out)
+    layout = read_layout(out, verify=False)  # just written: its checksums are fresh
     info = layout.info
     console.print(f"baked {run.run_dir} (step {run.step}) in {seconds:.1f} s -> {out}")
     console.print(f"  MPI: {info.n_planes} planes ({info.layers} layers x {info.sublayers} sublayers) of "

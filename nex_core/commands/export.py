@@ -27,13 +27,13 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..errors import NexError
+    from ..errors import ConfigError
     from ..export.gltf import export_glb
     from .view import ensure_baked
 
     out = Path(args.gltf)
     if out.suffix.lower() != ".glb":
-        raise NexError(f"--gltf {out}: write a binary glTF file ending in .glb")
+        raise ConfigError(f"--gltf {out}: write a binary glTF file ending in .glb")
     path = Path(args.run)
     baked, code = ensure_baked(path, args.no_bake)
     if code:

@@ -47,14 +47,14 @@ def training_span(run_dir: Path) -> dict | None:
 def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
     """(baked MPI directory, exit code) for a run or baked directory, baking the run first (4096 atlases)
     when it has none and ``no_bake`` is false; a non-zero code is the failed bake's."""
-    from ..errors import NexError
+    from ..errors import ConfigError, FormatError
 
     if not path.exists():
-        raise NexError(f"{path}: no such run or baked directory")
+        raise ConfigError(f"{path}: no such run or baked directory; check the path")
     baked = find_baked(path)
     if not (baked / "mpi.json").is_file():
         if no_bake or not (path / "config.toml").is_file():
-            raise NexError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
+            raise FormatError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
         print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
         from .bake import cmd_bake
 
@@ -66,23 +66,23 @@ def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
 
 def cmd_view(args: argparse.Namespace) -> int:
     from ..baked import read_layout
-    from ..errors import NexError
+    from ..errors import ConfigError
     from ..export.webview import ViewerServer, viewer_config
 
     path = Path(args.run)
     baked, code = ensure_baked(path, args.no_bake)
     if code:
         return code
-    layout = read_layout(baked)
+    layout = read_layout(baked, verify=False)  # metadata only; the server checks the textures it serves
     span = layout.info.metadata.get("camera_span")
     if span is None and baked != path:
         span = training_span(path)
     if not 0 <= args.port <= 65535:
-        raise NexError(f"--port {args.port}: choose 0..65535 (0: any free port)")
+        raise ConfigError(f"--port {args.port}: choose 0..65535 (0: any free port)")
     try:
         server = ViewerServer(baked, port=args.port, config=viewer_config(baked, span), verbose=args.verbose)
     except OSError as exc:
-        raise NexError(f"cannot listen on 127.0.0.1:{args.port} ({exc}); choose another --port") from None
+        raise ConfigError(f"cannot listen on 127.0.0.1:{args.port} ({exc}); choose another --port") from None
     url = server.url
     info = layout.info
     print(f"NeX viewer: {info.n_planes} planes of {info.mpi_width}x{info.mpi_height} from {baked}")

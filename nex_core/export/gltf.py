@@ -42,6 +42,7 @@ import numpy as np
 
 from ..baked import BakedMPI, encode_signed, encode_unsigned, read_baked, read_layout
 from ..baked_render import basis_from_lut
+from ..errors import NexError
 
 EXTENSION = "EXT_nex_mpi"
 EXTENSION_VERSION = 1
@@ -190,17 +191,22 @@ class _GLB:
         binary = bytes(self.bin) + b"\0" * (-len(self.bin) % 4)
         total = 12 + 8 + len(js) + 8 + len(binary)
         if total >= 1 << 32:
-            raise ValueError(f"the .glb would be {total / 1e9:.1f} GB, over glTF's 4 GB limit; bake a smaller MPI")
+            raise NexError(f"{path}: the .glb would be {total / 1e9:.1f} GB, over glTF's 4 GB limit; bake a "
+                           "smaller MPI")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.partial")
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<4sII", b"glTF", 2, total))
-            f.write(struct.pack("<I4s", len(js), b"JSON"))
-            f.write(js)
-            f.write(struct.pack("<I4s", len(binary), b"BIN\0"))
-            f.write(binary)
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(struct.pack("<4sII", b"glTF", 2, total))
+                f.write(struct.pack("<I4s", len(js), b"JSON"))
+                f.write(js)
+                f.write(struct.pack("<I4s", len(binary), b"BIN\0"))
+                f.write(binary)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return total
 
 
@@ -221,7 +227,7 @@ def export_glb(source: BakedMPI | Path, out: Path, extension: bool = True, compr
         baked = source
     else:
         # float16 halves the memory of a large MPI and still round-trips every 8-bit code exactly.
-        big = read_layout(Path(source)).info.total_values() > 200_000_000
+        big = read_layout(Path(source), verify=False).info.total_values() > 200_000_000  # read_baked verifies
         baked = read_baked(Path(source), dtype=np.float16 if big else np.float32)
     baked.check("baked MPI to export")
     info = baked.info

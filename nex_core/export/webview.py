@@ -222,7 +222,7 @@ class ViewerServer:
 
 def viewer_config(baked_dir: Path, camera_span: dict | None = None, title: str | None = None) -> dict[str, Any]:
     """What the viewer reads from ``config.json``: the camera span (reference frame, OpenCV axes) and a title."""
-    layout = read_layout(baked_dir)
+    layout = read_layout(baked_dir, verify=False)  # metadata only; baked_files checks the textures
     meta = layout.info.metadata
     span = camera_span or meta.get("camera_span")
     out: dict[str, Any] = {"title": title or f"NeX — {meta.get('scene') or meta.get('run') or Path(baked_dir).name}"}

@@ -58,7 +58,9 @@ def _load_json(path: Path) -> dict:
         raise PoseError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                         "fix or re-export it") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise PoseError(f"{path} cannot be read ({exc})") from exc
+        raise PoseError(f"{path} cannot be read ({exc}); fix or re-export it") from exc
+    except RecursionError:
+        raise PoseError(f"{path} is nested too deeply to be a transforms file; fix or re-export it") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
         raise PoseError(f"{path} has no \"frames\" list: expected {{\"camera_angle_x\": ..., "
                         "\"frames\": [{\"file_path\": ..., \"transform_matrix\": ...}, ...]}")
@@ -68,21 +70,43 @@ def _load_json(path: Path) -> dict:
 def _resolve_image(json_path: Path, file_path: str, index: int) -> Path:
     """The photo a frame's ``file_path`` refers to (trying image extensions when it has none)."""
     base = json_path.parent / file_path
-    candidates = [base] + [base.with_name(base.name + ext) for ext in _EXTENSIONS]
+    candidates = ([base] + [base.with_name(base.name + ext) for ext in _EXTENSIONS]) if base.name else []
     for path in candidates:
-        if path.is_file():
+        if _is_file(path):
             return path
-    raise ImageError(f"{json_path}: frame {index} refers to \"{file_path}\", but no such photo exists "
-                     f"(tried {base} with .png/.jpg/.jpeg). Fix file_path or restore the photo.")
+    raise ImageError(f"{json_path}: frame {index} refers to {file_path!r:.200}, but no such photo exists "
+                     f"(tried {str(base)!r:.200} with .png/.jpg/.jpeg). Fix file_path or restore the photo.")
 
 
-def _number(settings: dict, key: str, json_path: Path, index: int) -> float | None:
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL character ...
+        return False
+
+
+def _number(settings: dict, key: str, json_path: Path, index: int, allow_nan: bool = False) -> float | None:
+    """``settings[key]`` as a finite float (NaN too if ``allow_nan``); None when absent."""
     if key not in settings or settings[key] is None:
         return None
+    value = settings[key]
     try:
-        return float(settings[key])
-    except (TypeError, ValueError) as exc:
-        raise PoseError(f"{json_path}: frame {index} has a non-numeric \"{key}\": {settings[key]!r}") from exc
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if math.isfinite(number) or (allow_nan and math.isnan(number) and isinstance(value, float)):
+        return number
+    raise PoseError(f"{json_path}: frame {index} has an invalid \"{key}\": {value!r:.60} (expected a finite "
+                    "number); fix or re-export the file")
+
+
+def _angle(settings: dict, key: str, json_path: Path, index: int) -> float | None:
+    """A full field of view in radians, strictly between 0 and pi."""
+    angle = _number(settings, key, json_path, index)
+    if angle is not None and not 0.0 < angle < math.pi:
+        raise PoseError(f"{json_path}: \"{key}\" = {angle} (frame {index}) is not a field of view in radians "
+                        "(0 < angle < pi); fix or re-export the file")
+    return angle
 
 
 def _intrinsics(settings: dict, size: tuple[int, int], json_path: Path, index: int) -> tuple:
@@ -93,13 +117,13 @@ def _intrinsics(settings: dict, size: tuple[int, int], json_path: Path, index: i
         w, h = size
     fx, fy = get("fl_x"), get("fl_y")
     if fx is None:
-        angle_x = get("camera_angle_x")
+        angle_x = _angle(settings, "camera_angle_x", json_path, index)
         if angle_x is None:
             raise PoseError(f"{json_path} has neither \"camera_angle_x\" nor \"fl_x\" (frame {index}): "
                             "add the horizontal field of view in radians as \"camera_angle_x\"")
         fx = 0.5 * w / math.tan(0.5 * angle_x)
     if fy is None:
-        angle_y = get("camera_angle_y")
+        angle_y = _angle(settings, "camera_angle_y", json_path, index)
         fy = 0.5 * h / math.tan(0.5 * angle_y) if angle_y is not None else fx
     cx = get("cx")
     cy = get("cy")
@@ -119,12 +143,16 @@ def _pose(frame: dict, json_path: Path, index: int) -> np.ndarray:
     try:
         m = np.asarray(frame["transform_matrix"], dtype=np.float64)
     except KeyError as exc:
-        raise PoseError(f"{json_path}: frame {index} has no \"transform_matrix\"") from exc
-    except (TypeError, ValueError) as exc:
-        raise PoseError(f"{json_path}: frame {index} has a malformed \"transform_matrix\"") from exc
+        raise PoseError(f"{json_path}: frame {index} has no \"transform_matrix\"; add the camera-to-world "
+                        "4x4 matrix or re-export the file") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PoseError(f"{json_path}: frame {index} has a malformed \"transform_matrix\"; expected a 4x4 list "
+                        "of numbers") from exc
     if m.shape not in ((4, 4), (3, 4)):
-        raise PoseError(f"{json_path}: frame {index} has a {m.shape} \"transform_matrix\"; expected 4x4")
-    return opengl_to_opencv(m)
+        raise PoseError(f"{json_path}: frame {index} has a {m.shape} \"transform_matrix\"; expected 4x4: fix "
+                        "or re-export the file")
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite poses are reported by the loader
+        return opengl_to_opencv(m)
 
 
 class _SizeCache:
@@ -145,7 +173,8 @@ def _read_file(json_path: Path, root: Path, sizes: _SizeCache) -> list[tuple[str
     views = []
     for index, frame in enumerate(meta["frames"]):
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
-            raise PoseError(f"{json_path}: frame {index} has no \"file_path\"")
+            raise PoseError(f"{json_path}: frame {index} has no \"file_path\"; add the photo's path (relative "
+                            "to the json file) or re-export the file")
         settings = {**top, **{k: frame[k] for k in _CAMERA_KEYS if k in frame}}
         _check_distortion(settings, json_path, index)
         path = _resolve_image(json_path, frame["file_path"], index)
@@ -153,8 +182,8 @@ def _read_file(json_path: Path, root: Path, sizes: _SizeCache) -> list[tuple[str
         w, h, fx, fy, cx, cy = _intrinsics(settings, sizes.get(path), json_path, index)
         camera = Camera(width=int(round(w)), height=int(round(h)), fx=fx, fy=fy, cx=cx, cy=cy,
                         c2w=_pose(frame, json_path, index), name=name)
-        near = _number(settings, "near", json_path, index)
-        far = _number(settings, "far", json_path, index)
+        near = _number(settings, "near", json_path, index, allow_nan=True)
+        far = _number(settings, "far", json_path, index, allow_nan=True)
         views.append((name, camera, math.nan if near is None else near, math.nan if far is None else far))
     return views
 

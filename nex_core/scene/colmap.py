@@ -32,6 +32,9 @@ DISTORTED_MODELS = ("SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "SIMPLE_
 DISTORTION_TOL = 1e-9
 NEAR_PERCENTILE = 0.1
 FAR_PERCENTILE = 99.9
+# Fewest bytes one record of each binary model file takes (COLMAP's layout): a count that needs more than
+# the file holds means a truncated or corrupt file, refused before pycolmap reserves memory for it.
+_MIN_RECORD_BYTES = {"cameras.bin": 24, "images.bin": 73, "points3D.bin": 51, "rigs.bin": 8, "frames.bin": 8}
 
 
 def find_model_dir(root: Path) -> Path | None:
@@ -52,7 +55,24 @@ def _import_pycolmap():
     return pycolmap
 
 
+def _check_binary_counts(folder: Path) -> None:
+    """Each binary model file's leading record count must fit in the file."""
+    for name, record in _MIN_RECORD_BYTES.items():
+        path = folder / name
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+        count = int.from_bytes(head, "little") if len(head) == 8 else None
+        if count is None or count * record > size - 8:
+            raise PoseError(f"{path} is truncated or corrupt ({size} bytes"
+                            + ("" if count is None else f" cannot hold the {count} records it announces")
+                            + "). Re-run `nex prepare`, or re-export the model from COLMAP.")
+
+
 def _read_model(folder: Path):
+    _check_binary_counts(folder)
     pycolmap = _import_pycolmap()
     try:
         return pycolmap.Reconstruction(str(folder))

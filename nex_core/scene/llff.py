@@ -17,6 +17,7 @@ if pixel centres were integers when it rescales, a half-pixel inconsistency we d
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,41 @@ from nex_core.scene.types import PosedViews
 POSES_FILE = "poses_bounds.npy"
 INTRINSICS_FILE = "hwf_cxcy.npy"
 IMAGES_DIR = "images"
+MAX_NPY_VALUES = 10_000_000  # far more than any pose file holds; larger headers are refused unread
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, bytes after the header) of a .npy file, read without loading the data."""
+    from numpy.lib import format as npy_format
+
+    with open(path, "rb") as f:
+        version = npy_format.read_magic(f)
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        return tuple(shape), dtype, path.stat().st_size - f.tell()
+
+
+def _size_problem(path: Path) -> str | None:
+    """Why the .npy header cannot be trusted: it declares more data than the file holds or a pose file needs."""
+    shape, dtype, available = _npy_header(path)
+    count = math.prod(shape)
+    if count > MAX_NPY_VALUES or count * dtype.itemsize > available:
+        return (f"its header declares shape {shape} of {dtype}, which the file's {available} bytes of data "
+                "cannot hold or which is absurdly large")
+    return None
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """The array in ``path`` as float64; its header is checked before anything is allocated."""
     try:
-        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
-    except Exception as exc:
-        raise PoseError(f"{path} cannot be read as a numpy array ({exc}): re-create it with "
-                        "`nex prepare` or LLFF's imgs2poses.py") from exc
+        problem = _size_problem(path)
+        array = None if problem else np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+    except Exception as exc:  # numpy raises ValueError, OSError, EOFError ... for damaged files
+        problem, array = str(exc), None
+    if array is None:
+        raise PoseError(f"{path} cannot be read as a numpy array ({problem}): re-create it with "
+                        "`nex prepare` or LLFF's imgs2poses.py")
+    return array
 
 
 def _read_hwf_cxcy(path: Path) -> tuple[float, float, float, float, float, float]:

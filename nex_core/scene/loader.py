@@ -113,8 +113,11 @@ def _check_names(views: PosedViews) -> None:
     seen: dict[str, str] = {}
     for name in views.names:
         key = name.rsplit(".", 1)[0].lower() if "." in Path(name).name else name.lower()
+        if key in seen and seen[key] == name:
+            raise PoseError(f"{views.source} lists the photo {name} more than once; remove the duplicate "
+                            "entries so every photo has one pose")
         if key in seen:
-            raise SceneError(f"{views.source}: photos {seen[key]} and {name} have the same name (up to "
+            raise ImageError(f"{views.source}: photos {seen[key]} and {name} have the same name (up to "
                              "extension and case); rename or remove one of them so every view is "
                              "unambiguous")
         seen[key] = name
@@ -130,14 +133,16 @@ def _check_count(views: PosedViews, min_images: int) -> None:
 def _check_views(views: PosedViews) -> None:
     """Poses rigid and finite, intrinsics positive, bounds NaN or positive finite."""
     for name, cam in zip(views.names, views.cameras):
-        problem = pose_problem(cam.c2w)
+        with np.errstate(invalid="ignore", over="ignore"):  # huge values: reported as not orthonormal
+            problem = pose_problem(cam.c2w)
         if problem:
             raise PoseError(f"{views.source}: the pose of {name} is invalid: {problem}. Re-run "
                             "`nex prepare` to recompute the poses.")
         k = np.array([cam.fx, cam.fy, cam.cx, cam.cy])
         if not (np.all(np.isfinite(k)) and cam.fx > 0 and cam.fy > 0 and cam.width > 0 and cam.height > 0):
             raise PoseError(f"{views.source}: the intrinsics of {name} are invalid (size "
-                            f"{cam.width}x{cam.height}, fx={cam.fx}, fy={cam.fy}, cx={cam.cx}, cy={cam.cy})")
+                            f"{cam.width}x{cam.height}, fx={cam.fx}, fy={cam.fy}, cx={cam.cx}, cy={cam.cy}): "
+                            "fix them, or re-run `nex prepare` to recompute the camera")
     bounds = np.concatenate([views.near, views.far])
     if np.any(np.isinf(bounds)) or np.any(bounds[np.isfinite(bounds)] <= 0):
         raise PoseError(f"{views.source}: near/far bounds must be finite and positive (or absent); "
@@ -215,7 +220,7 @@ def _parse_invz(token: str, path: Path) -> bool:
         return True
     if value in ("0", "0.0", "false"):
         return False
-    raise SceneError(f"{path}: invz must be 0 or 1, got {token!r}")
+    raise SceneError(f"{path}: invz must be 0 or 1, got {token!r}; fix the file")
 
 
 def _parse_offset(token: str, path: Path) -> int:
@@ -224,7 +229,7 @@ def _parse_offset(token: str, path: Path) -> int:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value >= 0 and value == int(value)):
-        raise SceneError(f"{path}: offset must be a whole number of pixels >= 0, got {token!r}")
+        raise SceneError(f"{path}: offset must be a whole number of pixels >= 0, got {token!r}; fix the file")
     return int(value)
 
 
