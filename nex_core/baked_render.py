@@ -62,10 +62,25 @@ def basis_from_lut(baked: BakedMPI, dirs: np.ndarray) -> np.ndarray:
     return bilinear(np.moveaxis(baked.basis_lut, 0, -1), tx, ty, clamp=True)
 
 
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function's inverse (encoded [0, 1] -> linear light)."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """The sRGB transfer function (linear light, clipped to [0, 1] -> encoded)."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055)
+
+
 def render_rays(baked: BakedMPI, origin: np.ndarray, dirs: np.ndarray,
-                view_dependent: bool = True) -> np.ndarray:
+                view_dependent: bool = True, linear_light: bool = False) -> np.ndarray:
     """Composite the baked MPI along rays (origin [3], dirs [R, 3], reference frame) -> RGBA [R, 4]
-    (colour over black, i.e. premultiplied, and accumulated alpha)."""
+    (colour over black, i.e. premultiplied, and accumulated alpha).
+
+    ``linear_light``: composite the planes' colours in linear light and encode the result as sRGB, which
+    is what a renderer does with the colours converted to scene-linear (the Blender add-on's default)
+    under an sRGB display; NeX itself composites the sRGB-encoded values (the default here)."""
     info = baked.info
     n_rays = dirs.shape[0]
     w_mpi, h_mpi = info.mpi_width, info.mpi_height
@@ -92,20 +107,25 @@ def render_rays(baked: BakedMPI, origin: np.ndarray, dirs: np.ndarray,
         if view_dependent:
             color = color + specular
         color = np.clip(color, 0.0, 1.0)
+        if linear_light:
+            color = srgb_to_linear(color)
         rgb += trans * alpha * color
         trans = trans * (1.0 - alpha)
+    if linear_light:
+        rgb = linear_to_srgb(rgb)
     return np.concatenate([rgb, 1.0 - trans], -1).astype(np.float32)
 
 
 def render_baked(baked: BakedMPI, camera: Camera, view_dependent: bool = True,
-                 chunk: int = 1 << 14) -> np.ndarray:
+                 chunk: int = 1 << 14, linear_light: bool = False) -> np.ndarray:
     """Render ``camera`` (its own size and intrinsics) -> float32 RGBA [H, W, 4]: colour composited over
-    black plus accumulated alpha. ``view_dependent=False`` uses k0 only."""
+    black plus accumulated alpha. ``view_dependent=False`` uses k0 only; ``linear_light``: see
+    :func:`render_rays`."""
     ref = baked.info.ref_camera()
     rows, cols = np.divmod(np.arange(camera.width * camera.height), camera.width)
     out = np.empty((rows.size, 4), np.float32)
     for start in range(0, rows.size, chunk):
         sl = slice(start, start + chunk)
         origin, dirs = camera_rays(ref, camera, rows[sl].astype(np.float64), cols[sl].astype(np.float64))
-        out[sl] = render_rays(baked, origin, dirs, view_dependent)
+        out[sl] = render_rays(baked, origin, dirs, view_dependent, linear_light)
     return out.reshape(camera.height, camera.width, 4)

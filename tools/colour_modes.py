@@ -1,0 +1,57 @@
+"""How far the Blender add-on's default colour handling is from NeX's own compositing, on a baked run.
+
+The add-on converts the trained (sRGB-encoded) colours to scene-linear so the MPI sits correctly among
+lit objects under the Standard view transform; Blender then over-composites the planes in linear light,
+where NeX composites the encoded values. The two agree wherever one plane dominates a pixel. This prints
+the PSNR between them at the reference view and the held-out views, plus how opaque the MPI is:
+
+    /work/venv/bin/python tools/colour_modes.py RUN [--scene SCENE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nex_core import config as config_mod  # noqa: E402
+from nex_core.baked import read_baked  # noqa: E402
+from nex_core.baked_render import render_baked  # noqa: E402
+from nex_core.scene.loader import load_cameras  # noqa: E402
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else -10.0 * np.log10(mse)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a run directory with baked/ (or a baked directory)")
+    parser.add_argument("--scene", type=Path, default=None, help="the scene (default: the one it was baked from)")
+    args = parser.parse_args(argv)
+    baked_dir = args.run / "baked" if (args.run / "baked").is_dir() else args.run
+    baked = read_baked(baked_dir)
+    scene = args.scene or REPO / "data" / "scenes" / "shiny_demo"
+    if args.scene is None and (args.run / "config.toml").is_file():
+        scene = Path(config_mod.load(args.run / "config.toml").data.scene)
+    cams = load_cameras(scene)
+    ref = baked.info.ref_camera()
+    views = [("reference", ref)] + [(cams.cameras[i].name, cams.cameras[i]) for i in cams.test_ids]
+    print(f"{baked_dir}: mean opacity from the reference view "
+          f"{render_baked(baked, ref)[..., 3].mean():.3f}")
+    print("view | scene-linear (Blender, linear-light compositing) vs NeX (sRGB-space compositing)")
+    for name, cam in views:
+        got = render_baked(baked, cam, linear_light=True)[..., :3]
+        want = render_baked(baked, cam)[..., :3]
+        print(f"{name} | {psnr(got, want):.2f} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
