@@ -88,13 +88,6 @@ def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
     return partial
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a damaged checkpoint to ``*.corrupt`` (kept for inspection, ignored by resume)."""
-    target = path.with_name(path.name + ".corrupt")
-    os.replace(path, target)
-    return target
-
-
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (a no-op where directories cannot be opened, e.g. Windows)."""
     try:
@@ -115,8 +108,8 @@ def _verified_body(path: Path, blob: bytes) -> bytes:
         return blob  # version 1 (no trailer), or cut short: torch.load and the version check decide
     body, digest = blob[:-_TRAILER_SIZE], blob[-32:]
     if hashlib.sha256(body).digest() != digest:
-        raise DamagedCheckpointError(f"{path}: checksum mismatch, the file is damaged. Delete it (or rename it) "
-                              f"to resume from an older checkpoint.")
+        raise DamagedCheckpointError(f"{path}: checksum mismatch, the file is damaged. Delete it (or rename "
+                                     f"it) to resume from an older checkpoint.")
     return body
 
 
@@ -136,12 +129,12 @@ def load_checkpoint(path: Path, expected_fingerprint: str | None = None,
         data = torch.load(io.BytesIO(body), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for damaged files
         raise DamagedCheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}); it may be "
-                              f"truncated or corrupt. Delete it to resume from an older one.") from None
+                                     f"truncated or corrupt. Delete it to resume from an older one.") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a nex checkpoint")
     if data.get("version") == VERSION and body is blob:
-        raise DamagedCheckpointError(f"{path}: the checksum trailer is missing, the file was cut short or altered. "
-                              f"Delete it to resume from an older checkpoint.")
+        raise DamagedCheckpointError(f"{path}: the checksum trailer is missing, the file was cut short or "
+                                     f"altered. Delete it to resume from an older checkpoint.")
     if data.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint version {data.get('version')} is not supported by this "
                               f"nex (version {VERSION}); train a new run")

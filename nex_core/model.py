@@ -7,6 +7,9 @@ A plane pixel seen along ``v`` has colour ``clamp(k0 + sum_n k_n H_n(v), 0, 1)``
 ``sigmoid(logit - offset)`` (offset 5 for the reference's 192 planes, see :func:`alpha_offset`). Coefficients are shared by the sublayers of a layer (taken, as in the
 reference, from the layer's first plane along each ray); alpha is per plane.
 
+``field = "grid"`` (opt-in) replaces the positional encoding + MLP of F_theta by per-plane multi-resolution
+feature grids and a small MLP (:class:`GridField`): the same outputs at a fraction of the operations.
+
 Unlike the reference we mask alpha to zero where a ray meets a plane outside the padded MPI, so a
 render from the networks equals a render from the baked textures (which end there).
 """

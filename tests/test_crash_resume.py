@@ -155,3 +155,14 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert trainer.step == step_a < step_b
     warnings = [e for e in _events(run) if e.get("kind") == "warning"]
     assert warnings and newest.name in warnings[-1]["message"]
+
+
+def test_an_event_line_torn_by_a_killed_writer_is_skipped(tmp_path):
+    from nex_core.events import EventLog, EventReader, read_events
+
+    (tmp_path / "events.jsonl").write_text('{"kind": "start", "step": 0}\n{"kind": "progr', encoding="utf-8")
+    reader = EventReader(tmp_path / "events.jsonl")
+    assert [e["kind"] for e in reader.poll()] == ["start"]  # the partial line waits for its end
+    EventLog(tmp_path).emit("train", "resume", step=4)
+    assert [e["kind"] for e in reader.poll()] == ["resume"]  # the torn line is skipped, not an error
+    assert [e["kind"] for e in read_events(tmp_path / "events.jsonl")] == ["start", "resume"]
