@@ -457,7 +457,8 @@ def section_paper(args, device: torch.device, tmp: Path) -> Section:
     scene = write_synthetic_scene(tmp / f"paper-scene-{device.type}")
     cfg = paper_config(scene, str(device), rays)
     ours = Trainer(cfg, tmp / f"paper-ours-{device.type}")
-    runs = {"ours": ours, "baseline": BaselineTrainer(copy.deepcopy(cfg), scene=ours.scene, device=device)}
+    runs = {"ours": ours, "ours-grid": Trainer(with_grid(cfg), tmp / f"paper-grid-{device.type}"),
+            "baseline": BaselineTrainer(copy.deepcopy(cfg), scene=ours.scene, device=device)}
     interleaved_steps(runs, 1, 1, device)  # untimed: allocates Adam's state and the activations' memory
     steps = 1 if args.quick else 3
     cpu: dict[str, list[float]] = {}
