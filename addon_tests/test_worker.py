@@ -129,6 +129,19 @@ def test_bad_scene_message_reaches_the_panel(scene, addon, bpy_module, tmp_path)
     assert "no photos found" in scene.nex.job.error
 
 
+def test_grid_network_option_trains_with_the_grid_field(scene, addon, bpy_module, tmp_path):
+    from nex_core import config as config_mod
+
+    _settings(scene, DEMO_SCENE, tmp_path / "run")
+    scene.nex.network, scene.nex.steps = "GRID", 30
+    assert "grid network" in scene.nex.effective_summary()
+    assert bpy_module.ops.nex.train() == {"FINISHED"}
+    assert addon.worker.get(scene.name).commands[0][-3:-1] == ["--field", "grid"]
+    status = wait_job(addon, scene, timeout=300)
+    assert status.succeeded, status.error
+    assert config_mod.load(tmp_path / "run" / "config.toml").model.field == "grid"
+
+
 def _python_without_torch(tmp_path: Path) -> Path:
     """A Python like the venv's but where `import torch` fails as if torch were not installed."""
     blocker = tmp_path / "blocker" / "torch"

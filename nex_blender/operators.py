@@ -108,6 +108,8 @@ class NEX_OT_train(_WhenIdle, bpy.types.Operator):
         for name in ("layers", "sublayers", "width", "steps"):
             if getattr(s, name):
                 args += [f"--{name}", str(getattr(s, name))]
+        if s.network == "GRID":
+            args += ["--field", "grid"]
         if not s.evaluate:
             args.append("--no-eval")
         run_dir.mkdir(parents=True, exist_ok=True)

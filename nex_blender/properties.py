@@ -64,6 +64,11 @@ class NEX_PG_settings(bpy.types.PropertyGroup):
                        description="Train at this image width (0: the preset's)")
     steps: IntProperty(name="Steps", min=0, max=1000000, default=0,
                        description="Training steps (0: the preset's)")
+    network: EnumProperty(name="Network", default="MLP", items=[
+        ("MLP", "MLP (NeX)", "The paper's coefficient network: positional encoding + MLP"),
+        ("GRID", "Grid (faster)", "Per-plane feature grids + a small MLP: several times faster to train, "
+                                  "same outputs, bake and import (nex train --field grid)")],
+        description="Form of the network that predicts each plane's alpha and colour coefficients")
     evaluate: BoolProperty(name="Evaluate", default=False,
                            description="Score the held-out views (PSNR, SSIM, LPIPS) after training")
     baked_dir: StringProperty(name="Baked MPI", subtype="DIR_PATH",
@@ -102,7 +107,8 @@ class NEX_PG_settings(bpy.types.PropertyGroup):
         width = self.width or cfg.data.width
         steps = self.steps or cfg.train.steps
         return (f"{layers} x {sublayers} = {layers * sublayers} planes, {steps} steps, "
-                f"{f'{width} px wide' if width else 'full size'}")
+                f"{f'{width} px wide' if width else 'full size'}"
+                f"{', grid network' if self.network == 'GRID' else ''}")
 
     def resolved_baked_dir(self) -> Path | None:
         baked = _path(self.baked_dir)

@@ -56,6 +56,7 @@ class NEX_PT_main(_NexPanel, bpy.types.Panel):
         row = col.row(align=True)
         row.prop(s, "width")
         row.prop(s, "steps")
+        col.prop(s, "network")
         box.prop(s, "run_dir", text="Run")
         box.prop(s, "evaluate")
         row = box.row(align=True)
