@@ -19,8 +19,8 @@ from nex_core.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoin
 from nex_core.errors import DamagedCheckpointError
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
-STEPS = 40
-EVERY = 2  # checkpoint interval: short, so that many kills land inside a checkpoint write
+STEPS = 200  # long enough that no unaimed kill (<= 0.6 s after the loop starts) comes too late
+EVERY = 4  # checkpoint interval: short, so that many kills land inside a checkpoint write
 KILLS = 10  # every other one aimed at a checkpoint write
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
