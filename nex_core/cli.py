@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -319,8 +320,16 @@ def _register_command_modules(sub) -> None:
             importlib.import_module(f"{__package__}.commands.{name}").register(sub)
 
 
+# Commands whose CPU work allocates and frees large tensors every step or chunk.
+HEAVY_COMMANDS = ("train", "eval", "render", "demo", "bake")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in HEAVY_COMMANDS and os.environ.get("NEX_ALLOCATOR", "tuned") != "default":
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return args.func(args)
     except NexError as exc:
