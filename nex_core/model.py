@@ -264,13 +264,15 @@ class NexModel(nn.Module):
 
     # ---- rendering --------------------------------------------------------------------------------
 
-    def forward(self, origins: Tensor, dirs: Tensor) -> Tensor:
+    def forward(self, origins: Tensor, dirs: Tensor, k0_images: Tensor | None = None) -> Tensor:
         """Render rays (reference frame; origins, dirs [R, 3]) -> RGB [R, 3]."""
-        rgb, _ = self.render_rays(origins, dirs)
+        rgb, _ = self.render_rays(origins, dirs, k0_images)
         return rgb
 
-    def render_rays(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-        """Render rays -> (RGB [R, 3], accumulated alpha [R])."""
+    def render_rays(self, origins: Tensor, dirs: Tensor,
+                    k0_images: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Render rays -> (RGB [R, 3], accumulated alpha [R]). ``k0_images``: :meth:`k0_images` when the
+        caller has it already (training uses it for the TV term too)."""
         cfg = self.cfg
         L, S, N = cfg.layers, cfg.sublayers, cfg.basis_out
         coords, valid = plane_intersections(self.geom, origins, dirs, self.depths)  # [D, R, 2], [D, R]
@@ -282,16 +284,17 @@ class NexModel(nn.Module):
         basis = self.basis_values(view).float()  # [R, N]
         specular = (coeff * basis[None, None, :, None, :]).sum(-1)  # [L, 1, R, 3]
         specular = specular.expand(L, S, R, 3).reshape(D, R, 3)
-        k0 = sample_planes(self.k0_images(), coords.reshape(L, S * R, 2).float())  # [L, 3, S * R]
+        k0_images = self.k0_images() if k0_images is None else k0_images
+        k0 = sample_planes(k0_images, coords.reshape(L, S * R, 2).float())  # [L, 3, S * R]
         k0 = k0.reshape(L, 3, S, R).permute(0, 2, 3, 1).reshape(D, R, 3)
         color = torch.clamp(k0 + specular, 0.0, 1.0)
         rgb, acc = composite_over(color.permute(0, 2, 1), alpha[:, None, :])
         return rgb.T, acc[0]
 
-    def tv_loss(self) -> Tensor:
+    def tv_loss(self, k0_images: Tensor | None = None) -> Tensor:
         """Total variation of sigmoid(k0), as the reference: mean over layers of
         (sum |dy| + sum |dx|) / ((H' - 1)(W' - 1))."""
-        k0 = self.k0_images()
+        k0 = self.k0_images() if k0_images is None else k0_images
         dy = (k0[:, :, 1:, :] - k0[:, :, :-1, :]).abs().sum((1, 2, 3))
         dx = (k0[:, :, :, 1:] - k0[:, :, :, :-1]).abs().sum((1, 2, 3))
         return ((dy + dx) / ((k0.shape[2] - 1) * (k0.shape[3] - 1))).mean()

@@ -149,7 +149,8 @@ class TrainingObjective(torch.nn.Module):
         self.model = model
 
     def forward(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model(origins, dirs), self.model.tv_loss()
+        k0_images = self.model.k0_images()  # once per step: the render and the TV term share it
+        return self.model(origins, dirs, k0_images), self.model.tv_loss(k0_images)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
