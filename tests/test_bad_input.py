@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from small_baked import write_small_baked
 from nex_core.errors import (CheckpointError, ConfigError, DamagedCheckpointError, FormatError, ImageError,
                              NexError, PoseError, SceneError)
 
@@ -156,22 +157,6 @@ def write_photos(folder: Path, n: int = 12, size: tuple[int, int] = (48, 36), se
     return folder
 
 
-def write_small_baked(dest: Path, seed: int = 0) -> Path:
-    """A valid 2-layer x 2-sublayer baked MPI of 10 x 8 texels with 4 basis functions."""
-    from nex_core.baked import BakedMPI, MPIInfo, write_baked
-
-    rng = np.random.default_rng(seed)
-    info = MPIInfo(width=8, height=6, fx=8.0, fy=8.0, cx=4.0, cy=3.0, offset=1, depths=(1.0, 2.0, 3.0, 4.0),
-                   layers=2, sublayers=2, n_basis=4, basis_kind="learned", lut_width=4, lut_height=3,
-                   lut_vx=(-0.5, 0.5), lut_vy=(-0.5, 0.5), ref_c2w=np.eye(4))
-    h, w = info.mpi_height, info.mpi_width
-    baked = BakedMPI(info, rng.uniform(0, 1, (4, h, w)).astype(np.float32),
-                     rng.uniform(0, 1, (2, h, w, 3)).astype(np.float32),
-                     rng.uniform(-1, 1, (2, h, w, 3, 4)).astype(np.float32),
-                     rng.uniform(-1, 1, (4, 3, 4)).astype(np.float32))
-    return write_baked(baked, dest, max_texture=64, compress_level=1)
-
-
 def edit_json(path: Path, edit: Callable[[dict], None]) -> None:
     raw = json.loads(path.read_text(encoding="utf-8"))
     edit(raw)
@@ -210,6 +195,12 @@ def poses_edit(edit: Callable[[np.ndarray], np.ndarray], cameras_only: bool = Fa
         np.save(root / "poses_bounds.npy", edit(np.load(root / "poses_bounds.npy")))
         return load(root, cameras_only)
     return setup
+
+
+def far_away(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[5, 3] = 1e200  # the x of camera 5's centre (the 3x5 pose's last column)
+    return a
 
 
 def with_nan(arr: np.ndarray) -> np.ndarray:
@@ -724,6 +715,8 @@ CASES: list[Case] = [
          ("poses_bounds.npy", "view_003.png", "nex prepare")),
     Case("poses-nan-cameras", "load_cameras", "poses_bounds.npy row 3 holds NaN", poses_edit(with_nan, True),
          PoseError, ("poses_bounds.npy", "view_003.png", "nex prepare")),
+    Case("poses-far-away", "load_scene", "camera 5 at 1e200 units from the origin", poses_edit(far_away),
+         PoseError, ("poses_bounds.npy", "view_005.png", "damaged", "nex prepare")),
     Case("poses-shape", "load_scene", "poses_bounds.npy rows of 15 values", poses_edit(lambda a: a[:, :15]),
          PoseError, ("poses_bounds.npy", "(20, 15)", "nex prepare")),
     Case("poses-count", "load_scene", "19 poses for 20 photos", poses_edit(lambda a: a[:19]), PoseError,

@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from nex_core.baked import BakedMPI, MPIInfo, read_baked, read_layout, write_baked
+from nex_core.baked import read_baked, read_layout
 from nex_core.errors import NexError
+from small_baked import write_small_baked
 from nex_core.scene.loader import load_cameras, load_scene
 
 N_VIEWS, W, H = 3, 8, 6
@@ -290,16 +291,7 @@ def test_random_planes_txt(scene_root, text):
 
 @pytest.fixture(scope="module")
 def baked_dir(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(1)
-    info = MPIInfo(width=8, height=6, fx=8.0, fy=8.0, cx=4.0, cy=3.0, offset=1, depths=(1.0, 2.0, 3.0, 4.0),
-                   layers=2, sublayers=2, n_basis=4, basis_kind="learned", lut_width=4, lut_height=3,
-                   lut_vx=(-0.5, 0.5), lut_vy=(-0.5, 0.5), ref_c2w=np.eye(4))
-    h, w = info.mpi_height, info.mpi_width
-    baked = BakedMPI(info, rng.uniform(0, 1, (4, h, w)).astype(np.float32),
-                     rng.uniform(0, 1, (2, h, w, 3)).astype(np.float32),
-                     rng.uniform(-1, 1, (2, h, w, 3, 4)).astype(np.float32),
-                     rng.uniform(-1, 1, (4, 3, 4)).astype(np.float32))
-    return write_baked(baked, tmp_path_factory.mktemp("fuzz_baked") / "baked", max_texture=16, compress_level=1)
+    return write_small_baked(tmp_path_factory.mktemp("fuzz_baked") / "baked", seed=1, max_texture=16)
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,11 @@ def _check_count(views: PosedViews, min_images: int) -> None:
                          f"photo(s). Take more overlapping photos of the scene and re-run `nex prepare`.")
 
 
+# Scene units. Poses are used relative to the reference camera (in float64), so geo-referenced models far
+# from the origin are fine; beyond this the file is damaged (and squared distances would overflow).
+MAX_COORDINATE = 1e12
+
+
 def _check_views(views: PosedViews) -> None:
     """Poses rigid and finite, intrinsics positive, bounds NaN or positive finite."""
     for name, cam in zip(views.names, views.cameras):
@@ -138,6 +143,10 @@ def _check_views(views: PosedViews) -> None:
         if problem:
             raise PoseError(f"{views.source}: the pose of {name} is invalid: {problem}. Re-run "
                             "`nex prepare` to recompute the poses.")
+        if np.abs(cam.c2w[:3, 3]).max() > MAX_COORDINATE:
+            raise PoseError(f"{views.source}: the camera of {name} is at {cam.c2w[:3, 3].tolist()}, more than "
+                            f"{MAX_COORDINATE:g} units from the origin: the poses are damaged. "
+                            "Re-run `nex prepare` to recompute them.")
         k = np.array([cam.fx, cam.fy, cam.cx, cam.cy])
         if not (np.all(np.isfinite(k)) and cam.fx > 0 and cam.fy > 0 and cam.width > 0 and cam.height > 0):
             raise PoseError(f"{views.source}: the intrinsics of {name} are invalid (size "
