@@ -65,10 +65,13 @@ def test_shards_are_equal_and_disjoint():
 
 
 @pytest.mark.slow
-def test_two_processes_follow_the_single_process_curve(tmp_path):
+@pytest.mark.parametrize("field", ["mlp", "grid"])
+def test_two_processes_follow_the_single_process_curve(tmp_path, field):
+    cfg = tiny_cfg()
+    cfg.model.field = field  # the grid field's feature grids are synchronised like the MLP's weights
     single = tmp_path / "single"
-    Trainer(tiny_cfg(), single).train()
-    config_mod.save(tiny_cfg(), tmp_path / "cfg.toml")
+    Trainer(cfg, single).train()
+    config_mod.save(cfg, tmp_path / "cfg.toml")
     proc = torchrun(["train", "--config", str(tmp_path / "cfg.toml"), "--out", str(tmp_path / "ddp"),
                      "--no-eval", "--quiet"], fresh_dir=tmp_path / "ddp")
     assert proc.returncode == 0, proc.stderr[-3000:]
