@@ -135,6 +135,14 @@ class FixedBasis(nn.Module):
 # The opt-in grid form of F_theta
 
 
+def output_heads(last: nn.Linear, h: Tensor, sublayers: int) -> tuple[Tensor, Tensor]:
+    """F_theta's last layer on hidden features h [D, R, C]: the alpha logit on every plane [D, R] and the
+    coefficient columns only on each layer's first plane [L, R, 3N] (the only ones used)."""
+    alpha_logit = F.linear(h, last.weight[:1], last.bias[:1])[..., 0]
+    coeff = F.linear(h[::sublayers], last.weight[1:], last.bias[1:])
+    return alpha_logit, coeff
+
+
 def grid_resolutions(cfg: ModelConfig, mpi_width: int, mpi_height: int) -> list[tuple[int, int]]:
     """(height, width) of each grid level: widths geometric from grid_base to grid_max (capped by the
     MPI's width), heights in the MPI's aspect ratio."""
@@ -180,10 +188,7 @@ class GridField(nn.Module):
         h = self.features(coords)
         for module in list(self.mlp)[:-1]:
             h = module(h)
-        last = self.mlp[-1]
-        alpha_logit = F.linear(h, last.weight[:1], last.bias[:1])[..., 0]
-        coeff = F.linear(h[::sublayers], last.weight[1:], last.bias[1:])
-        return alpha_logit, coeff
+        return output_heads(self.mlp[-1], h, sublayers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,9 +255,7 @@ class NexModel(nn.Module):
         h = F.linear(pe_xy, first.weight[:, :n_xy]) + plane_bias[:, None, :]
         for module in list(self.coeff_mlp)[1:-1]:
             h = module(h)
-        alpha_logit = F.linear(h, last.weight[:1], last.bias[:1])[..., 0]
-        coeff = F.linear(h[::S], last.weight[1:], last.bias[1:])
-        return alpha_logit, coeff
+        return output_heads(last, h, S)
 
     def k0_images(self) -> Tensor:
         """Base colour per layer after its sigmoid, [L, 3, H', W']."""
