@@ -3,7 +3,6 @@ resumes, loses at most one checkpoint interval, and ends with the weights of an 
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -17,6 +16,7 @@ import torch
 
 from nex_core.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from nex_core.errors import DamagedCheckpointError
+from nex_core.events import read_events
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 STEPS = 200  # long enough that no unaimed kill (<= 0.6 s after the loop starts) comes too late
@@ -35,16 +35,7 @@ def _train_command(scene: Path, run: Path, resume: bool) -> list[str]:
 
 
 def _events(run: Path) -> list[dict]:
-    path = run / "events.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # the line being written when the process died
-    return out
+    return read_events(run / "events.jsonl")  # complete lines only; torn ones are skipped
 
 
 def _announced_checkpoint(run: Path) -> int:
@@ -158,7 +149,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_an_event_line_torn_by_a_killed_writer_is_skipped(tmp_path):
-    from nex_core.events import EventLog, EventReader, read_events
+    from nex_core.events import EventLog, EventReader
 
     (tmp_path / "events.jsonl").write_text('{"kind": "start", "step": 0}\n{"kind": "progr', encoding="utf-8")
     reader = EventReader(tmp_path / "events.jsonl")

@@ -14,20 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nex_core import config as config_mod  # noqa: E402
 from nex_core.baked import read_baked  # noqa: E402
 from nex_core.baked_render import render_baked  # noqa: E402
+from nex_core.metrics import psnr  # noqa: E402
 from nex_core.scene.loader import load_cameras  # noqa: E402
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return float("inf") if mse == 0 else -10.0 * np.log10(mse)
 
 
 def main(argv: list[str] | None = None) -> int:
