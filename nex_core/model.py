@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fused_mlp import fused_trunk
 from .config import ModelConfig
 from .mpi import MPIGeometry, composite_over, plane_intersections, sample_planes
 
@@ -203,6 +204,7 @@ class NexModel(nn.Module):
         if geom.n_planes != cfg.layers * cfg.sublayers:
             raise ValueError(f"geometry has {geom.n_planes} planes, config wants {cfg.layers}x{cfg.sublayers}")
         self.cfg, self.geom = cfg, geom
+        self.fused_mlp = True  # see use_fused_mlp; False forces the plain autograd form
         self.sigmoid_offset = alpha_offset(cfg, geom.n_planes)
         self.register_buffer("depths", geom.depths_tensor(), persistent=False)
         self.register_buffer("pos_freqs", 0.5 * math.pi * 2.0 ** torch.arange(cfg.pos_level, dtype=torch.float32),
@@ -252,10 +254,18 @@ class NexModel(nn.Module):
         n_xy = 4 * self.cfg.pos_level
         pe_xy = encode_frequencies(coords, self.pos_freqs)  # [D, R, n_xy]
         plane_bias = F.linear(self.plane_pe, first.weight[:, n_xy:], first.bias)  # [D, hidden]
+        if self.use_fused_mlp(coords.device):
+            hidden = [m for m in list(self.coeff_mlp)[2:-1] if isinstance(m, nn.Linear)]
+            return fused_trunk(pe_xy, plane_bias, first.weight[:, :n_xy], hidden, last, self.cfg.lrelu_slope, S)
         h = F.linear(pe_xy, first.weight[:, :n_xy]) + plane_bias[:, None, :]
         for module in list(self.coeff_mlp)[1:-1]:
             h = module(h)
         return output_heads(last, h, S)
+
+    def use_fused_mlp(self, device: torch.device) -> bool:
+        """Whether F_theta runs as :mod:`.fused_mlp` (on CPUs, with a positive leaky-ReLU slope); on GPUs
+        the plain autograd form's large kernels are used."""
+        return self.fused_mlp and device.type == "cpu" and self.cfg.lrelu_slope > 0
 
     def k0_images(self) -> Tensor:
         """Base colour per layer after its sigmoid, [L, 3, H', W']."""

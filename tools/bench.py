@@ -45,6 +45,7 @@ sys.path.insert(0, str(TOOLS))
 
 from bench_baseline import BaselineTrainer, reference_settings  # noqa: E402
 from nex_core import config as config_mod  # noqa: E402
+from nex_core.allocator import keep_freed_memory  # noqa: E402
 from nex_core.cameras import Camera, opencv_to_llff  # noqa: E402
 from nex_core.config import RunConfig  # noqa: E402
 from nex_core.model import NexModel, alpha_offset  # noqa: E402
@@ -412,7 +413,10 @@ def section_bench_s(args, device: torch.device, tmp: Path) -> Section:
     sec = Section("bench-s" if device.type == "cpu" else "bench-s-cuda")
     cfg = fast_config(args.scene, str(device))
     ours = Trainer(cfg, tmp / f"bs-ours-{device.type}")
-    runs = {"ours": ours, "ours-bf16": Trainer(with_precision(cfg, "bf16"), tmp / f"bs-bf16-{device.type}"),
+    autograd_mlp = Trainer(with_precision(cfg, "bf16"), tmp / f"bs-bf16-autograd-{device.type}")
+    autograd_mlp.model.fused_mlp = False  # F_theta under plain autograd: what nex_core.fused_mlp buys
+    runs = {"ours": ours, "ours-bf16-autograd-mlp": autograd_mlp,
+            "ours-bf16": Trainer(with_precision(cfg, "bf16"), tmp / f"bs-bf16-{device.type}"),
             "ours-grid-bf16": Trainer(with_grid(with_precision(cfg, "bf16")), tmp / f"bs-grid-{device.type}"),
             "baseline": BaselineTrainer(cfg, scene=ours.scene, device=device)}
     steps = args.steps or (12 if args.quick else 300)
@@ -765,6 +769,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--allocator", choices=("tuned", "default"), default="tuned",
+                   help="tuned: keep freed memory for reuse, as nex train does (default); default: glibc's")
     p.add_argument("--steps", type=int, default=0, help="bench-s steps (default 300; --quick 12)")
     p.add_argument("--minutes", type=float, help="fast-section training budget per variant (default 5; --quick 0.5)")
     p.add_argument("--eval-every", type=int, default=100, help="fast section: steps between held-out PSNRs")
@@ -784,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_TAG + json.dumps(WORKERS[args.worker](json.loads(args.spec))), flush=True)
         return 0
     machine = machine_info()
+    # What `nex train` does (nex_core.allocator); it applies to ours and the baseline alike.
+    machine["allocator"] = "glibc default" if args.allocator == "default" else (
+        "freed memory kept" if keep_freed_memory() else "glibc default (mallopt unavailable)")
     machine["load_average_start"] = load_average()
     names = args.only or [s for s in SECTIONS if not (args.quick and s == "profile")]
     # bake reuses the fast section's run when both run: keep that order.
@@ -796,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_average_end"] = load_average()
     machine["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     print(f"{machine['cpu']}, {machine['cpu_count']} CPUs, torch {machine['torch']} "
-          f"({torch.get_num_threads()} threads); load average {machine['load_average_start']} -> "
+          f"({torch.get_num_threads()} threads, allocator: {machine['allocator']}); load average {machine['load_average_start']} -> "
           f"{machine['load_average_end']}")
     print_table(sections)
     if args.json:

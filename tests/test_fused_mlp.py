@@ -1,0 +1,118 @@
+"""The CPU fused form of F_theta (nex_core.fused_mlp) against the plain autograd form of the same MLP:
+values and gradients in float64, gradcheck, bf16 autocast, inference without saved activations."""
+
+import pytest
+import torch
+
+import numpy as np
+
+from nex_core import fused_mlp
+from nex_core.cameras import Camera
+from nex_core.config import ModelConfig
+from nex_core.model import NexModel
+from nex_core.mpi import MPIGeometry, plane_depths
+
+
+def small_model(sublayers: int = 2, mlp_layers: int = 2, dtype=torch.float64) -> NexModel:
+    cfg = ModelConfig(layers=3, sublayers=sublayers, hidden=16, mlp_layers=mlp_layers, pos_level=4,
+                      depth_level=2, basis_out=4, basis_hidden=8)
+    ref = Camera(12, 8, 10.0, 10.0, 6.0, 4.0, np.eye(4))
+    geom = MPIGeometry.from_camera(ref, 2, plane_depths(1.0, 4.0, 3 * sublayers, True))
+    torch.manual_seed(0)
+    model = NexModel(cfg, geom).to(dtype)
+    with torch.no_grad():  # weights large enough that many samples sit on each side of every leaky ReLU
+        for p in model.coeff_mlp.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def outputs_and_grads(model: NexModel, coords: torch.Tensor, fused: bool):
+    model.fused_mlp = fused
+    model.zero_grad()
+    alpha, coeff = model.alpha_and_coefficients(coords)
+    # A loss that weighs every output differently, so a swapped plane or column would show.
+    wa = torch.linspace(-1, 2, alpha.numel(), dtype=alpha.dtype).reshape(alpha.shape)
+    wc = torch.linspace(0.5, -1, coeff.numel(), dtype=coeff.dtype).reshape(coeff.shape)
+    ((alpha.float() * wa.float()).sum() + (coeff.float() ** 2 * wc.float()).sum()).backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.coeff_mlp.named_parameters()}
+    return alpha.detach(), coeff.detach(), grads
+
+
+@pytest.mark.parametrize("sublayers,mlp_layers", [(2, 2), (3, 1), (1, 0)])
+def test_fused_equals_autograd_in_float64(sublayers, mlp_layers):
+    model = small_model(sublayers, mlp_layers)
+    assert model.use_fused_mlp(torch.device("cpu"))
+    coords = torch.rand(3 * sublayers, 40, 2, dtype=torch.float64) * 2 - 1
+    a0, c0, g0 = outputs_and_grads(model, coords, fused=False)
+    a1, c1, g1 = outputs_and_grads(model, coords, fused=True)
+    torch.testing.assert_close(a1, a0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c1, c0, rtol=1e-12, atol=1e-12)
+    assert g0.keys() == g1.keys()
+    for name in g0:
+        assert g0[name].abs().sum() > 0, name
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_fused_trunk_gradcheck():
+    model = small_model(sublayers=2, mlp_layers=1)
+    first, last = model.coeff_mlp[0], model.coeff_mlp[-1]
+    hidden = [model.coeff_mlp[2]]
+    pe = torch.randn(6, 5, 4, dtype=torch.float64)
+    plane_bias = torch.randn(6, 16, dtype=torch.float64, requires_grad=True)
+    w_xy = first.weight[:, :4].detach().clone().requires_grad_()
+
+    def f(plane_bias, w_xy, w_hidden, b_hidden, w_out, b_out):
+        return fused_mlp._FusedTrunk.apply(pe, plane_bias, w_xy, w_out, b_out, 0.01, 2, w_hidden, b_hidden)
+
+    inputs = (plane_bias, w_xy, hidden[0].weight.detach().clone().requires_grad_(),
+              hidden[0].bias.detach().clone().requires_grad_(), last.weight.detach().clone().requires_grad_(),
+              last.bias.detach().clone().requires_grad_())
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def test_fused_bf16_is_as_accurate_as_autograd_bf16():
+    """Under bf16 autocast both forms round differently; measured against fp32, the fused one's error
+    must be of the same size as autograd's (values and every gradient)."""
+    model = small_model(dtype=torch.float32)
+    coords = torch.rand(6, 300, 2) * 2 - 1
+    exact = outputs_and_grads(model, coords, fused=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = outputs_and_grads(model, coords, fused=False)
+        fused = outputs_and_grads(model, coords, fused=True)
+    assert fused[0].dtype == plain[0].dtype == torch.bfloat16 and fused[1].dtype == torch.bfloat16
+
+    def error(got, ref):
+        return float((got.float() - ref).abs().max() / ref.abs().max())
+
+    pairs = [(fused[0], plain[0], exact[0]), (fused[1], plain[1], exact[1])]
+    pairs += [(fused[2][k], plain[2][k], exact[2][k]) for k in exact[2]]
+    for got, other, ref in pairs:
+        assert got.dtype == other.dtype
+        assert error(got, ref) <= 2.0 * error(other, ref) + 2e-3
+
+
+def test_fused_inference_matches_and_keeps_nothing():
+    model = small_model(dtype=torch.float32)
+    coords = torch.rand(6, 50, 2) * 2 - 1
+    model.fused_mlp = False
+    with torch.no_grad():
+        a0, c0 = model.alpha_and_coefficients(coords)
+        model.fused_mlp = True
+        a1, c1 = model.alpha_and_coefficients(coords)
+    assert a1.grad_fn is None
+    torch.testing.assert_close(a1, a0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c1, c0, rtol=1e-5, atol=1e-5)
+
+
+def test_plain_form_is_used_where_the_fused_one_does_not_apply():
+    model = small_model(dtype=torch.float32)
+    assert model.use_fused_mlp(torch.device("cpu"))
+    assert not model.use_fused_mlp(torch.device("cuda"))  # GPUs keep autograd's large kernels
+    model.cfg.lrelu_slope = 0.0  # a plain ReLU: its output's sign no longer gives the gradient
+    assert not model.use_fused_mlp(torch.device("cpu"))
+    with pytest.raises(ValueError, match="positive leaky-ReLU slope"):
+        fused_mlp.fused_trunk(torch.zeros(6, 2, 16), torch.zeros(6, 16), torch.zeros(16, 16), [],
+                              model.coeff_mlp[-1], 0.0, 2)
+    with pytest.raises(ValueError, match="whole layers"):
+        fused_mlp.fused_trunk(torch.zeros(5, 2, 16), torch.zeros(5, 16), torch.zeros(16, 16), [],
+                              model.coeff_mlp[-1], 0.01, 2)
