@@ -1,12 +1,12 @@
 """F_theta's MLP with a hand-written backward, for CPUs.
 
-Under plain autograd, most of a CPU training step goes to passes over the [planes x rays, hidden]
+Under plain autograd, a large part of a CPU training step goes to passes over the [planes x rays, hidden]
 activations that are not matrix products (with AMX or AVX-512 bf16 the products themselves are fast): the
-bias add and the leaky ReLU after each product, the bias gradient's reduction (done in fp32 over 64 k rows
-for the ``fast`` preset), the scatter and sum of the two heads' gradients. Here:
+bias add and the leaky ReLU after each product, the bias gradients' reductions, the zero-fill, scatter and
+sum of the two heads' gradients. Here:
 
-- each hidden layer's product, bias and leaky ReLU are one oneDNN call (``mkldnn._linear_pointwise``)
-  where torch has it;
+- each layer's product, bias and leaky ReLU are one oneDNN call (``mkldnn._linear_pointwise``) where
+  torch has it (addmm + in-place leaky ReLU elsewhere);
 - bias gradients are matrix products with a row of ones (they run on the matrix units);
 - only each layer's output is kept for the backward: with a positive slope, the leaky ReLU's gradient
   follows from its output's sign;
@@ -14,6 +14,8 @@ for the ``fast`` preset), the scatter and sum of the two heads' gradients. Here:
 
 The arithmetic is that of :meth:`NexModel.plane_outputs` (tests compare both, values and gradients, and
 gradcheck this in float64); products run in autocast's dtype when it is on, as they would under autograd.
+Measured on the ``fast`` preset's shape (2-core Xeon with AMX, bf16): F_theta's forward and backward
+81 -> 63 ms, see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -51,32 +53,31 @@ def row_sums(x: Tensor) -> Tensor:
 
 
 class _FusedTrunk(torch.autograd.Function):
-    """(pe_xy, plane_bias, w_xy, w_out, b_out, slope, sublayers, hidden weights and biases...) ->
+    """(x, w_out, b_out, slope, sublayers, weights and biases of the leaky-ReLU layers...) ->
     (alpha logits [D, R], coefficients [L, R, C])."""
 
     @staticmethod
-    def forward(ctx, pe_xy: Tensor, plane_bias: Tensor, w_xy: Tensor, w_out: Tensor, b_out: Tensor,
-                slope: float, sublayers: int, *hidden: Tensor) -> tuple[Tensor, Tensor]:
-        device_type = pe_xy.device.type
-        dtype = compute_dtype(device_type, pe_xy.dtype)
+    def forward(ctx, x: Tensor, w_out: Tensor, b_out: Tensor, slope: float, sublayers: int,
+                *layer_params: Tensor) -> tuple[Tensor, Tensor]:
+        device_type = x.device.type
+        dtype = compute_dtype(device_type, x.dtype)
         with torch.autocast(device_type, enabled=False):
-            D, R, E = pe_xy.shape
-            H, S, C = w_xy.shape[0], sublayers, w_out.shape[0] - 1
-            pe = pe_xy.to(dtype)
-            layers = [(hidden[i].to(dtype), hidden[i + 1].to(dtype)) for i in range(0, len(hidden), 2)]
+            D, R, E = x.shape
+            S, C = sublayers, w_out.shape[0] - 1
+            layers = [(layer_params[i].to(dtype), layer_params[i + 1].to(dtype))
+                      for i in range(0, len(layer_params), 2)]
             w_out_c, b_out_c = w_out.to(dtype), b_out.to(dtype)
-            # First layer: the per-plane bias broadcast over each plane's rays.
-            h = torch.baddbmm(plane_bias.to(dtype)[:, None, :], pe, w_xy.to(dtype).t().expand(D, E, H))
-            acts = [F.leaky_relu(h, slope, inplace=True).view(D * R, H)]
+            acts = [x.to(dtype).reshape(D * R, E)]
             for w, b in layers:
                 acts.append(linear_leaky_relu(acts[-1], w, b, slope))
+            H = acts[-1].shape[1]
             alpha = torch.addmv(b_out_c[0], acts[-1], w_out_c[0]).view(D, R)
             h_first = acts[-1].view(D, R, H)[::S].reshape(-1, H)
             coeff = torch.addmm(b_out_c[1:], h_first, w_out_c[1:].t()).view(-1, R, C)
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(pe, h_first, *acts)
+            ctx.save_for_backward(h_first, *acts)
             ctx.layers, ctx.w_out = layers, w_out_c
-            ctx.meta = (slope, S, plane_bias.dtype, w_xy.dtype, w_out.dtype)
+            ctx.meta = (slope, S, (D, R), [p.dtype for p in layer_params], w_out.dtype)
         return alpha, coeff
 
     @staticmethod
@@ -86,47 +87,41 @@ class _FusedTrunk(torch.autograd.Function):
 
 
 def _backward(ctx, g_alpha: Tensor, g_coeff: Tensor):
-    pe, h_first, *acts = ctx.saved_tensors
-    slope, S, bias_dtype, w_dtype, out_dtype = ctx.meta
+    h_first, *acts = ctx.saved_tensors
+    slope, S, (D, R), param_dtypes, out_dtype = ctx.meta
     layers, w_out = ctx.layers, ctx.w_out
-    D, R, E = pe.shape
-    H, dtype = acts[0].shape[-1], pe.dtype
+    H, dtype = acts[-1].shape[-1], w_out.dtype
     ga = g_alpha.to(dtype).reshape(D * R)
     gc = g_coeff.to(dtype).reshape(-1, g_coeff.shape[-1])
     grad_w_out = torch.cat([(ga @ acts[-1])[None], gc.t() @ h_first]).to(out_dtype)
     grad_b_out = torch.cat([ga.sum()[None], row_sums(gc)]).to(out_dtype)
     g = torch.outer(ga, w_out[0])  # [D * R, H]: the alpha head's share ...
     g.view(D, R, H)[::S] += (gc @ w_out[1:]).view(-1, R, H)  # ... plus the coefficients' on first sublayers
-    flat_hidden: list[Tensor] = []
-    for k in range(len(acts) - 1, 0, -1):
+    grads: list[Tensor] = []
+    for k in range(len(layers), 0, -1):
         g = torch.ops.aten.leaky_relu_backward(g, acts[k], slope, True)  # slope > 0: out's sign is the input's
-        flat_hidden[:0] = [(g.t() @ acts[k - 1]).to(w_dtype), row_sums(g).to(w_dtype)]
-        g = g @ layers[k - 1][0]
-    g = torch.ops.aten.leaky_relu_backward(g, acts[0], slope, True)
-    grad_w_xy = (g.t() @ pe.view(D * R, E)).to(w_dtype)
-    ones = torch.ones(1, R, dtype=dtype, device=g.device)
-    grad_plane_bias = torch.matmul(ones, g.view(D, R, H))[:, 0].to(bias_dtype)  # per-plane sums over rays
-    return (None, grad_plane_bias, grad_w_xy, grad_w_out, grad_b_out, None, None, *flat_hidden)
+        grads[:0] = [g.t() @ acts[k - 1], row_sums(g)]
+        if k > 1:  # no gradient for the input (the positional encoding)
+            g = g @ layers[k - 1][0]
+    grads = [gr.to(dt) for gr, dt in zip(grads, param_dtypes)]
+    return (None, grad_w_out, grad_b_out, None, None, *grads)
 
 
-def fused_trunk(pe_xy: Tensor, plane_bias: Tensor, w_xy: Tensor, hidden: list[nn.Linear], last: nn.Linear,
-                slope: float, sublayers: int) -> tuple[Tensor, Tensor]:
-    """F_theta after the plane code has been folded into a per-plane bias.
-
-    pe_xy: [D, R, E] positional encoding of where the rays meet the planes; plane_bias: [D, H] the first
-    layer's bias plus the plane code's share; w_xy: [H, E] the first layer's position columns; ``hidden``:
-    the hidden->hidden layers, each followed by a leaky ReLU of ``slope`` (> 0); ``last``: the output layer
-    (row 0 alpha, rows 1.. coefficients). Returns the alpha logits [D, R] and the coefficients of each
-    layer's first sublayer [D / sublayers, R, C], in autocast's dtype when it is on.
+def fused_trunk(x: Tensor, layers: list[nn.Linear], last: nn.Linear, slope: float,
+                sublayers: int) -> tuple[Tensor, Tensor]:
+    """F_theta on its input x [D, R, E] (the positional encoding of where the rays meet the planes and of
+    the plane codes): ``layers`` each followed by a leaky ReLU of ``slope`` (> 0), then ``last`` (row 0
+    alpha, rows 1.. coefficients). Returns the alpha logits [D, R] and the coefficients of each layer's
+    first sublayer [D / sublayers, R, C], in autocast's dtype when it is on.
     """
     if slope <= 0:
         raise ValueError(f"the fused MLP needs a positive leaky-ReLU slope, got {slope}")
-    if pe_xy.dim() != 3 or plane_bias.shape != (pe_xy.shape[0], w_xy.shape[0]):
-        raise ValueError(f"pe_xy {tuple(pe_xy.shape)} and plane_bias {tuple(plane_bias.shape)} do not fit "
-                         f"a first layer of {w_xy.shape[0]} units")
-    if pe_xy.shape[0] % sublayers:
-        raise ValueError(f"{pe_xy.shape[0]} planes are not whole layers of {sublayers} sublayers")
+    if x.dim() != 3 or not layers or x.shape[-1] != layers[0].in_features:
+        raise ValueError(f"input {tuple(x.shape)} does not fit a first layer of {layers[0].in_features if layers else 0} "
+                         f"inputs")
+    if x.shape[0] % sublayers:
+        raise ValueError(f"{x.shape[0]} planes are not whole layers of {sublayers} sublayers")
     params: list[Tensor] = []
-    for layer in hidden:
+    for layer in layers:
         params += [layer.weight, layer.bias]
-    return _FusedTrunk.apply(pe_xy, plane_bias, w_xy, last.weight, last.bias, slope, sublayers, *params)
+    return _FusedTrunk.apply(x, last.weight, last.bias, slope, sublayers, *params)

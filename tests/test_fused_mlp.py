@@ -1,5 +1,6 @@
 """The CPU fused form of F_theta (nex_core.fused_mlp) against the plain autograd form of the same MLP:
-values and gradients in float64, gradcheck, bf16 autocast, inference without saved activations."""
+values and gradients in float64, gradcheck, bf16 autocast, inference without saved activations; the
+k0 total variation against its plain autograd form."""
 
 import pytest
 import torch
@@ -55,19 +56,14 @@ def test_fused_equals_autograd_in_float64(sublayers, mlp_layers):
 
 def test_fused_trunk_gradcheck():
     model = small_model(sublayers=2, mlp_layers=1)
-    first, last = model.coeff_mlp[0], model.coeff_mlp[-1]
-    hidden = [model.coeff_mlp[2]]
-    pe = torch.randn(6, 5, 4, dtype=torch.float64)
-    plane_bias = torch.randn(6, 16, dtype=torch.float64, requires_grad=True)
-    w_xy = first.weight[:, :4].detach().clone().requires_grad_()
+    first, hidden, last = model.coeff_mlp[0], model.coeff_mlp[2], model.coeff_mlp[-1]
+    x = torch.randn(6, 5, first.in_features, dtype=torch.float64)
 
-    def f(plane_bias, w_xy, w_hidden, b_hidden, w_out, b_out):
-        return fused_mlp._FusedTrunk.apply(pe, plane_bias, w_xy, w_out, b_out, 0.01, 2, w_hidden, b_hidden)
+    def f(w_out, b_out, *params):
+        return fused_mlp._FusedTrunk.apply(x, w_out, b_out, 0.01, 2, *params)
 
-    inputs = (plane_bias, w_xy, hidden[0].weight.detach().clone().requires_grad_(),
-              hidden[0].bias.detach().clone().requires_grad_(), last.weight.detach().clone().requires_grad_(),
-              last.bias.detach().clone().requires_grad_())
-    assert torch.autograd.gradcheck(f, inputs)
+    params = [last.weight, last.bias, first.weight, first.bias, hidden.weight, hidden.bias]
+    assert torch.autograd.gradcheck(f, tuple(p.detach().clone().requires_grad_() for p in params))
 
 
 def test_fused_bf16_is_as_accurate_as_autograd_bf16():
@@ -110,9 +106,28 @@ def test_plain_form_is_used_where_the_fused_one_does_not_apply():
     assert not model.use_fused_mlp(torch.device("cuda"))  # GPUs keep autograd's large kernels
     model.cfg.lrelu_slope = 0.0  # a plain ReLU: its output's sign no longer gives the gradient
     assert not model.use_fused_mlp(torch.device("cpu"))
+    layers = [model.coeff_mlp[0]]
+    x = torch.zeros(6, 2, layers[0].in_features)
     with pytest.raises(ValueError, match="positive leaky-ReLU slope"):
-        fused_mlp.fused_trunk(torch.zeros(6, 2, 16), torch.zeros(6, 16), torch.zeros(16, 16), [],
-                              model.coeff_mlp[-1], 0.0, 2)
+        fused_mlp.fused_trunk(x, layers, model.coeff_mlp[-1], 0.0, 2)
     with pytest.raises(ValueError, match="whole layers"):
-        fused_mlp.fused_trunk(torch.zeros(5, 2, 16), torch.zeros(5, 16), torch.zeros(16, 16), [],
-                              model.coeff_mlp[-1], 0.01, 2)
+        fused_mlp.fused_trunk(x[:5], layers, model.coeff_mlp[-1], 0.01, 2)
+    with pytest.raises(ValueError, match="does not fit"):
+        fused_mlp.fused_trunk(x[..., :3], layers, model.coeff_mlp[-1], 0.01, 2)
+
+
+def test_total_variation_equals_its_autograd_form():
+    from nex_core.model import total_variation, total_variation_reference
+    torch.manual_seed(1)
+    images = torch.rand(3, 2, 6, 7, dtype=torch.float64)
+    images[0, 1, 2, 3] = images[0, 1, 2, 4]  # a zero difference: both take sign(0) = 0
+    images[1, 0, 4, 5] = images[1, 0, 3, 5]
+    images.requires_grad_()
+    got = total_variation(images)
+    (g_got,) = torch.autograd.grad(3.0 * got, images)
+    want = total_variation_reference(images)
+    (g_want,) = torch.autograd.grad(3.0 * want, images)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=0.0)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-14, atol=1e-16)
+    assert torch.autograd.gradcheck(total_variation, (torch.rand(2, 1, 4, 5, dtype=torch.float64,
+                                                                 requires_grad=True),))

@@ -426,7 +426,7 @@ def section_bench_s(args, device: torch.device, tmp: Path) -> Section:
     add_step_rows(sec, times, rays, cpu)
     for k, run in runs.items():
         sec.add(k, f"held-out PSNR after {steps} steps", run.test_psnr(), "dB",
-                "bf16 render" if k.endswith("bf16") else "fp32")
+                "bf16 render" if "bf16" in k else "fp32")
     if not args.quick:
         sec.add("ours-bf16", f"held-out PSNR after {steps} steps", _psnr_fp32(runs["ours-bf16"]), "dB",
                 "fp32 render of the bf16-trained model")
