@@ -34,16 +34,24 @@ def compute_dtype(device_type: str, fallback: torch.dtype) -> torch.dtype:
     return fallback
 
 
+_fused_linear_failed: set[torch.dtype] = set()  # dtypes oneDNN refused on this machine (e.g. bf16 on old CPUs)
+
+
 def has_fused_linear(x: Tensor) -> bool:
     """Whether oneDNN's linear + leaky ReLU in one call can take ``x``."""
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and x.dtype not in _fused_linear_failed and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor, slope: float) -> Tensor:
-    """leaky_relu(x @ weight.T + bias) for x [N, in]; one oneDNN call where available."""
+    """leaky_relu(x @ weight.T + bias) for x [N, in]; one oneDNN call where available, else addmm and an
+    in-place leaky ReLU (same values up to rounding)."""
     if has_fused_linear(x):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "leaky_relu", [slope], "")
+        try:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "leaky_relu", [slope], "")
+        except RuntimeError:  # this build or CPU cannot run it for this dtype: use the plain ops from now on
+            _fused_linear_failed.add(x.dtype)
     return F.leaky_relu(torch.addmm(bias, x, weight.t()), slope, inplace=True)
 
 
@@ -61,20 +69,23 @@ class _FusedTrunk(torch.autograd.Function):
                 *layer_params: Tensor) -> tuple[Tensor, Tensor]:
         device_type = x.device.type
         dtype = compute_dtype(device_type, x.dtype)
+        save = any(ctx.needs_input_grad)
         with torch.autocast(device_type, enabled=False):
             D, R, E = x.shape
             S, C = sublayers, w_out.shape[0] - 1
             layers = [(layer_params[i].to(dtype), layer_params[i + 1].to(dtype))
                       for i in range(0, len(layer_params), 2)]
             w_out_c, b_out_c = w_out.to(dtype), b_out.to(dtype)
-            acts = [x.to(dtype).reshape(D * R, E)]
+            acts = [x.to(dtype).reshape(D * R, E)]  # the backward's: every layer's input and output
             for w, b in layers:
-                acts.append(linear_leaky_relu(acts[-1], w, b, slope))
-            H = acts[-1].shape[1]
-            alpha = torch.addmv(b_out_c[0], acts[-1], w_out_c[0]).view(D, R)
-            h_first = acts[-1].view(D, R, H)[::S].reshape(-1, H)
+                h = linear_leaky_relu(acts[-1], w, b, slope)
+                acts = acts + [h] if save else [h]  # inference frees each layer's input as it goes
+            h = acts[-1]
+            H = h.shape[1]
+            alpha = torch.addmv(b_out_c[0], h, w_out_c[0]).view(D, R)
+            h_first = h.view(D, R, H)[::S].reshape(-1, H)
             coeff = torch.addmm(b_out_c[1:], h_first, w_out_c[1:].t()).view(-1, R, C)
-        if any(ctx.needs_input_grad):
+        if save:
             ctx.save_for_backward(h_first, *acts)
             ctx.layers, ctx.w_out = layers, w_out_c
             ctx.meta = (slope, S, (D, R), [p.dtype for p in layer_params], w_out.dtype)
@@ -117,8 +128,8 @@ def fused_trunk(x: Tensor, layers: list[nn.Linear], last: nn.Linear, slope: floa
     if slope <= 0:
         raise ValueError(f"the fused MLP needs a positive leaky-ReLU slope, got {slope}")
     if x.dim() != 3 or not layers or x.shape[-1] != layers[0].in_features:
-        raise ValueError(f"input {tuple(x.shape)} does not fit a first layer of {layers[0].in_features if layers else 0} "
-                         f"inputs")
+        n_in = layers[0].in_features if layers else 0
+        raise ValueError(f"input {tuple(x.shape)} does not fit a first layer of {n_in} inputs")
     if x.shape[0] % sublayers:
         raise ValueError(f"{x.shape[0]} planes are not whole layers of {sublayers} sublayers")
     params: list[Tensor] = []

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fused_mlp import compute_dtype, fused_trunk
 from .config import ModelConfig
+from .fused_mlp import compute_dtype, fused_trunk
 from .mpi import MPIGeometry, composite_over, plane_intersections, sample_planes
 
 Tensor = torch.Tensor

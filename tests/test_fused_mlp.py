@@ -131,3 +131,23 @@ def test_total_variation_equals_its_autograd_form():
     torch.testing.assert_close(g_got, g_want, rtol=1e-14, atol=1e-16)
     assert torch.autograd.gradcheck(total_variation, (torch.rand(2, 1, 4, 5, dtype=torch.float64,
                                                                  requires_grad=True),))
+
+
+def test_plain_ops_stand_in_where_onednn_cannot(monkeypatch):
+    """Where oneDNN's fused linear is missing or refuses (an old CPU asked for bf16), addmm + leaky ReLU
+    give the same result."""
+    model = small_model(dtype=torch.float32)
+    coords = torch.rand(6, 50, 2) * 2 - 1
+    a0, c0, g0 = outputs_and_grads(model, coords, fused=False)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("mkldnn bf16 path needs the cpu support avx512bw, avx512vl and avx512dq")
+
+    monkeypatch.setattr(fused_mlp, "_fused_linear_failed", set())
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", refuse, raising=False)
+    a1, c1, g1 = outputs_and_grads(model, coords, fused=True)
+    assert fused_mlp._fused_linear_failed == {torch.float32}
+    torch.testing.assert_close(a1, a0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c1, c0, rtol=1e-5, atol=1e-5)
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -551,7 +551,7 @@ def section_fast(args, device: torch.device, tmp: Path) -> Section:
     sec = Section("fast")
     minutes = args.minutes if args.minutes is not None else (0.5 if args.quick else 5.0)
     seconds = 60.0 * minutes
-    cfg = fast_config(args.scene, str(device))
+    cfg = fast_config(args.scene, str(device), precision="auto")  # what `nex train --preset fast` does
     cfg.train.eval_every = args.eval_every
     ours_curve, ours, ours_eval = train_ours_for(cfg, tmp / "fast-ours", seconds)
     args.fast_run_dir = tmp / "fast-ours"
