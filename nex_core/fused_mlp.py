@@ -60,6 +60,30 @@ def row_sums(x: Tensor) -> Tensor:
     return (torch.ones(1, x.shape[0], dtype=x.dtype, device=x.device) @ x)[0]
 
 
+def _trunk_forward(x: Tensor, w_out: Tensor, b_out: Tensor, slope: float, sublayers: int,
+                   layer_params: tuple[Tensor, ...], keep: bool):
+    """The forward arithmetic: (alpha logits, coefficients, what the backward needs or None). With
+    ``keep`` False (rendering) each layer's input is freed as soon as its output exists."""
+    device_type = x.device.type
+    dtype = compute_dtype(device_type, x.dtype)
+    with torch.autocast(device_type, enabled=False):
+        D, R, E = x.shape
+        S, C = sublayers, w_out.shape[0] - 1
+        layers = [(layer_params[i].to(dtype), layer_params[i + 1].to(dtype))
+                  for i in range(0, len(layer_params), 2)]
+        w_out_c, b_out_c = w_out.to(dtype), b_out.to(dtype)
+        acts = [x.to(dtype).reshape(D * R, E)]  # for the backward: every layer's input and output
+        for w, b in layers:
+            h = linear_leaky_relu(acts[-1], w, b, slope)
+            acts = acts + [h] if keep else [h]
+        h = acts[-1]
+        H = h.shape[1]
+        alpha = torch.addmv(b_out_c[0], h, w_out_c[0]).view(D, R)
+        h_first = h.view(D, R, H)[::S].reshape(-1, H)
+        coeff = torch.addmm(b_out_c[1:], h_first, w_out_c[1:].t()).view(-1, R, C)
+    return alpha, coeff, ((h_first, acts, layers, w_out_c) if keep else None)
+
+
 class _FusedTrunk(torch.autograd.Function):
     """(x, w_out, b_out, slope, sublayers, weights and biases of the leaky-ReLU layers...) ->
     (alpha logits [D, R], coefficients [L, R, C])."""
@@ -67,28 +91,13 @@ class _FusedTrunk(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w_out: Tensor, b_out: Tensor, slope: float, sublayers: int,
                 *layer_params: Tensor) -> tuple[Tensor, Tensor]:
-        device_type = x.device.type
-        dtype = compute_dtype(device_type, x.dtype)
-        save = any(ctx.needs_input_grad)
-        with torch.autocast(device_type, enabled=False):
-            D, R, E = x.shape
-            S, C = sublayers, w_out.shape[0] - 1
-            layers = [(layer_params[i].to(dtype), layer_params[i + 1].to(dtype))
-                      for i in range(0, len(layer_params), 2)]
-            w_out_c, b_out_c = w_out.to(dtype), b_out.to(dtype)
-            acts = [x.to(dtype).reshape(D * R, E)]  # the backward's: every layer's input and output
-            for w, b in layers:
-                h = linear_leaky_relu(acts[-1], w, b, slope)
-                acts = acts + [h] if save else [h]  # inference frees each layer's input as it goes
-            h = acts[-1]
-            H = h.shape[1]
-            alpha = torch.addmv(b_out_c[0], h, w_out_c[0]).view(D, R)
-            h_first = h.view(D, R, H)[::S].reshape(-1, H)
-            coeff = torch.addmm(b_out_c[1:], h_first, w_out_c[1:].t()).view(-1, R, C)
-        if save:
+        alpha, coeff, kept = _trunk_forward(x, w_out, b_out, slope, sublayers, layer_params,
+                                            keep=any(ctx.needs_input_grad))
+        if kept is not None:
+            h_first, acts, layers, w_out_c = kept
             ctx.save_for_backward(h_first, *acts)
             ctx.layers, ctx.w_out = layers, w_out_c
-            ctx.meta = (slope, S, (D, R), [p.dtype for p in layer_params], w_out.dtype)
+            ctx.meta = (slope, sublayers, tuple(x.shape[:2]), [p.dtype for p in layer_params], w_out.dtype)
         return alpha, coeff
 
     @staticmethod
@@ -135,4 +144,7 @@ def fused_trunk(x: Tensor, layers: list[nn.Linear], last: nn.Linear, slope: floa
     params: list[Tensor] = []
     for layer in layers:
         params += [layer.weight, layer.bias]
+    if not torch.is_grad_enabled():  # rendering: no graph, nothing kept
+        alpha, coeff, _ = _trunk_forward(x, last.weight, last.bias, slope, sublayers, tuple(params), keep=False)
+        return alpha, coeff
     return _FusedTrunk.apply(x, last.weight, last.bias, slope, sublayers, *params)

@@ -151,3 +151,32 @@ def test_plain_ops_stand_in_where_onednn_cannot(monkeypatch):
     torch.testing.assert_close(c1, c0, rtol=1e-5, atol=1e-5)
     for name in g0:
         torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_rendering_frees_each_layer_as_it_goes(monkeypatch, grad):
+    """Without autograd (rendering) a layer's output is dropped once the next layer has used it, so
+    memory stays that of one layer pair; with autograd every output is kept for the backward."""
+    import weakref
+
+    model = small_model(sublayers=2, mlp_layers=3, dtype=torch.float32)
+    coords = torch.rand(6, 40, 2) * 2 - 1
+    outputs: list[weakref.ref] = []
+    alive_at_each_call: list[int] = []
+    original = fused_mlp.linear_leaky_relu
+
+    def spy(x, weight, bias, slope):
+        alive_at_each_call.append(sum(ref() is not None for ref in outputs))
+        out = original(x, weight, bias, slope)
+        outputs.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(fused_mlp, "linear_leaky_relu", spy)
+    with torch.set_grad_enabled(grad):
+        alpha, _ = model.alpha_and_coefficients(coords)
+    assert len(alive_at_each_call) == 4  # the input layer and three hidden ones
+    if grad:
+        assert alive_at_each_call == [0, 1, 2, 3]
+    else:
+        assert alive_at_each_call == [0, 1, 1, 1]  # only the layer's own input
+        assert alpha.grad_fn is None
