@@ -50,7 +50,7 @@ def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor, slope: float) -> 
     if has_fused_linear(x):
         try:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "leaky_relu", [slope], "")
-        except RuntimeError:  # this build or CPU cannot run it for this dtype: use the plain ops from now on
+        except (RuntimeError, TypeError):  # this build or CPU cannot run it for this dtype: plain ops from now on
             _fused_linear_failed.add(x.dtype)
     return F.leaky_relu(torch.addmm(bias, x, weight.t()), slope, inplace=True)
 
