@@ -84,6 +84,26 @@ def _trunk_forward(x: Tensor, w_out: Tensor, b_out: Tensor, slope: float, sublay
     return alpha, coeff, ((h_first, acts, layers, w_out_c) if keep else None)
 
 
+WEIGHT_GRADIENT_BLOCKS = 8
+
+
+def weight_gradient(g: Tensor, a: Tensor, blocks: int = WEIGHT_GRADIENT_BLOCKS) -> Tensor:
+    """g.T @ a for g [N, O] and a [N, I] -> [O, I], summed in fp32 for low-precision inputs.
+
+    Both operands have the long reduction dimension as rows, the layout matrix units like least: as a batch
+    of ``blocks`` products over row blocks it runs faster than as one product (docs/benchmarks.md).
+    """
+    acc = torch.float32 if g.dtype in (torch.bfloat16, torch.float16) else g.dtype
+    n = g.shape[0] // blocks
+    if n < 256:
+        return (g.t() @ a).to(acc)
+    m = n * blocks
+    out = torch.bmm(g[:m].view(blocks, n, -1).transpose(1, 2), a[:m].view(blocks, n, -1)).sum(0, dtype=acc)
+    if m < g.shape[0]:
+        out += g[m:].t() @ a[m:]
+    return out
+
+
 class _FusedTrunk(torch.autograd.Function):
     """(x, w_out, b_out, slope, sublayers, weights and biases of the leaky-ReLU layers...) ->
     (alpha logits [D, R], coefficients [L, R, C])."""
@@ -120,7 +140,7 @@ def _backward(ctx, g_alpha: Tensor, g_coeff: Tensor):
     grads: list[Tensor] = []
     for k in range(len(layers), 0, -1):
         g = torch.ops.aten.leaky_relu_backward(g, acts[k], slope, True)  # slope > 0: out's sign is the input's
-        grads[:0] = [g.t() @ acts[k - 1], row_sums(g)]
+        grads[:0] = [weight_gradient(g, acts[k - 1]), row_sums(g)]
         if k > 1:  # no gradient for the input (the positional encoding)
             g = g @ layers[k - 1][0]
     grads = [gr.to(dt) for gr, dt in zip(grads, param_dtypes)]

@@ -180,3 +180,16 @@ def test_rendering_frees_each_layer_as_it_goes(monkeypatch, grad):
     else:
         assert alive_at_each_call == [0, 1, 1, 1]  # only the layer's own input
         assert alpha.grad_fn is None
+
+
+@pytest.mark.parametrize("rows,blocks", [(1000, 3), (1024, 4), (300, 8)])
+def test_weight_gradient_in_row_blocks_equals_the_product(rows, blocks):
+    """The batched form (row blocks, a remainder, or too few rows for blocks) is g.T @ a."""
+    torch.manual_seed(2)
+    g = torch.randn(rows, 5, dtype=torch.float64)
+    a = torch.randn(rows, 7, dtype=torch.float64)
+    got = fused_mlp.weight_gradient(g, a, blocks)
+    torch.testing.assert_close(got, g.t() @ a, rtol=1e-12, atol=1e-12)
+    low = fused_mlp.weight_gradient(g.bfloat16(), a.bfloat16(), blocks)
+    assert low.dtype == torch.float32  # summed in fp32
+    torch.testing.assert_close(low.double(), g.bfloat16().double().t() @ a.bfloat16().double(), rtol=0.02, atol=0.3)
