@@ -64,11 +64,13 @@ def test_alpha_is_zero_where_rays_miss_the_mpi(field):
     assert acc.min() < 1e-6 and acc.max() > 0.99
 
 
-@pytest.mark.parametrize("field", ["mlp", "grid"])
-def test_fast_network_path_equals_the_plain_mlp(field):
+@pytest.mark.parametrize("field,fused", [("mlp", True), ("mlp", False), ("grid", False)])
+def test_fast_network_path_equals_the_plain_mlp(field, fused):
     """alpha_and_coefficients == the plain MLP's alpha column on every plane and coefficient columns on
-    each layer's first sublayer (the reference's coefficient sharing)."""
+    each layer's first sublayer (the reference's coefficient sharing); for the MLP both in the CPU's fused
+    form and in the autograd form GPUs use."""
     model, ref = tiny_model(field=field)
+    model.fused_mlp = fused
     with torch.no_grad():
         for grid in getattr(getattr(model, "grid_field", None), "grids", []):
             grid.normal_()  # features that vary, so plane and position mix-ups would show
