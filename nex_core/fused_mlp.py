@@ -7,7 +7,8 @@ sum of the two heads' gradients. Here:
 
 - each layer's product, bias and leaky ReLU are one oneDNN call (``mkldnn._linear_pointwise``) where
   torch has it (addmm + in-place leaky ReLU elsewhere);
-- bias gradients are matrix products with a row of ones (they run on the matrix units);
+- bias gradients are matrix products with a row of ones (they run on the matrix units), weight gradients a
+  batch of products over row blocks (:func:`weight_gradient`);
 - only each layer's output is kept for the backward: with a positive slope, the leaky ReLU's gradient
   follows from its output's sign;
 - the coefficient head runs on each layer's first sublayer only, and its gradient is added there in place.

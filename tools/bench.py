@@ -805,8 +805,8 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_average_end"] = load_average()
     machine["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     print(f"{machine['cpu']}, {machine['cpu_count']} CPUs, torch {machine['torch']} "
-          f"({torch.get_num_threads()} threads, allocator: {machine['allocator']}); load average {machine['load_average_start']} -> "
-          f"{machine['load_average_end']}")
+          f"({torch.get_num_threads()} threads, allocator: {machine['allocator']}); "
+          f"load average {machine['load_average_start']} -> {machine['load_average_end']}")
     print_table(sections)
     if args.json:
         args.json.write_text(json.dumps(to_json(machine, args, sections), indent=1, default=str))
