@@ -58,17 +58,53 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cpu_flags_and_vendor(cpuinfo: str) -> tuple[set[str], str]:
+    """The first processor's feature flags and vendor id from /proc/cpuinfo text."""
+    flags: set[str] = set()
+    vendor = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not flags:
+            flags = set(value.split())
+        elif key == "vendor_id" and not vendor:
+            vendor = value.strip()
+    return flags, vendor
+
+
+def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether bf16 training is faster than fp32 on this CPU (what ``precision = "auto"`` uses).
+
+    Native bf16 is necessary but not enough (docs/benchmarks.md): bf16 steps are 2-3x faster than fp32 with
+    AMX and on AMD's AVX-512 BF16 (Zen 4), but slower on a Xeon whose oneDNN is held to AVX-512 BF16 without
+    AMX (what Intel's bf16 parts without AMX run). Where the flags cannot be read, native bf16 decides.
+    """
+    if not cpu_has_native_bf16():
+        return False
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return True
+    flags, vendor = cpu_flags_and_vendor(cpuinfo)
+    if not flags:
+        return True
+    return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The training autocast dtype for a precision setting (None: plain fp32).
 
-    "auto" is bf16 on CUDA and on CPUs with native bf16 (measured by tools/bench.py on the shipped scene:
-    about 2x less CPU time a step, the same held-out PSNR after 300 steps), else fp32.
+    "auto" is bf16 on CUDA and on CPUs where it is faster (:func:`cpu_prefers_bf16`; measured by
+    tools/bench.py on the shipped scene: 2-3x less time a step, the same held-out PSNR after 300 steps),
+    else fp32.
     """
     if precision == "fp32":
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "bf16" or cpu_has_native_bf16():
+    if precision == "bf16" or cpu_prefers_bf16():
         return torch.bfloat16
     return None
 
