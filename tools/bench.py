@@ -5,7 +5,8 @@ render time and memory, bake time and memory.
     /work/venv/bin/python tools/bench.py [--quick] [--json out.json] [--only NAME ...] [--threads N]
 
 Sections (``--only``): ``bench-s`` (the 160x120 scene, 8x4 planes, MLP 4x128, 2001 rays: ours fp32,
-ours bf16 autocast and the baseline, interleaved step by step, then held-out PSNR after the same steps),
+ours bf16 autocast with F_theta fused and under plain autograd, the grid field and the baseline, interleaved
+step by step, then held-out PSNR after the same steps),
 ``paper`` (1008x756, 16x12 planes, MLP 4x384, synthetic images), ``fast`` (held-out PSNR against wall
 clock: the ``fast`` preset with nex_core's Trainer vs the baseline with the reference's settings),
 ``render`` (``render_image`` of a random-weight paper model at 1008x756 x 192 planes), ``bake``
