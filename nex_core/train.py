@@ -58,8 +58,15 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def cpu_flags_and_vendor(cpuinfo: str) -> tuple[set[str], str]:
-    """The first processor's feature flags and vendor id from /proc/cpuinfo text."""
+def cpu_flags_and_vendor(cpuinfo: str | None = None) -> tuple[set[str], str]:
+    """The first processor's feature flags and vendor id from /proc/cpuinfo text (default: this machine's;
+    nothing where it cannot be read)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return set(), ""
     flags: set[str] = set()
     vendor = ""
     for line in cpuinfo.splitlines():
@@ -81,12 +88,6 @@ def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
     """
     if not cpu_has_native_bf16():
         return False
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return True
     flags, vendor = cpu_flags_and_vendor(cpuinfo)
     if not flags:
         return True

@@ -2,10 +2,9 @@
 values and gradients in float64, gradcheck, bf16 autocast, inference without saved activations; the
 k0 total variation against its plain autograd form."""
 
+import numpy as np
 import pytest
 import torch
-
-import numpy as np
 
 from nex_core import fused_mlp
 from nex_core.cameras import Camera

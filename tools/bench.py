@@ -52,7 +52,7 @@ from nex_core.config import RunConfig  # noqa: E402
 from nex_core.model import NexModel, alpha_offset  # noqa: E402
 from nex_core.mpi import MPIGeometry, plane_depths, rays_in_reference_frame  # noqa: E402
 from nex_core.render import chunk_for_budget, render_image  # noqa: E402
-from nex_core.train import Trainer, gradient_loss, sample_l_shaped  # noqa: E402
+from nex_core.train import Trainer, cpu_flags_and_vendor, gradient_loss, sample_l_shaped  # noqa: E402
 
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
 SECTIONS = ("bench-s", "paper", "fast", "render", "bake", "profile", "cuda")
@@ -135,14 +135,9 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-                return [f for f in line.split(":", 1)[1].split() if f in wanted]
-    except OSError:
-        pass
-    return []
+    """The matrix-relevant feature flags of this CPU (nex_core.train reads them for the precision choice)."""
+    flags, _ = cpu_flags_and_vendor()
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
 
 
 def mem_available_bytes() -> int:
