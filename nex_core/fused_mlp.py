@@ -45,15 +45,16 @@ def has_fused_linear(x: Tensor) -> bool:
             and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
-def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor, slope: float) -> Tensor:
-    """leaky_relu(x @ weight.T + bias) for x [N, in]; one oneDNN call where available, else addmm and an
-    in-place leaky ReLU (same values up to rounding)."""
+def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor | None, slope: float) -> Tensor:
+    """leaky_relu(x @ weight.T + bias) for x [N, in] (no bias when None); one oneDNN call where available,
+    else a product and an in-place leaky ReLU (same values up to rounding)."""
     if has_fused_linear(x):
         try:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "leaky_relu", [slope], "")
         except (RuntimeError, TypeError):  # this build or CPU cannot run it for this dtype: plain ops from now on
             _fused_linear_failed.add(x.dtype)
-    return F.leaky_relu(torch.addmm(bias, x, weight.t()), slope, inplace=True)
+    z = x @ weight.t() if bias is None else torch.addmm(bias, x, weight.t())
+    return F.leaky_relu(z, slope, inplace=True)
 
 
 def row_sums(x: Tensor) -> Tensor:
@@ -70,8 +71,12 @@ def _trunk_forward(x: Tensor, w_out: Tensor, b_out: Tensor, slope: float, sublay
     with torch.autocast(device_type, enabled=False):
         D, R, E = x.shape
         S, C = sublayers, w_out.shape[0] - 1
-        layers = [(layer_params[i].to(dtype), layer_params[i + 1].to(dtype))
-                  for i in range(0, len(layer_params), 2)]
+        # The first layer's bias is a column of its weight (the input's last column is ones), so that its
+        # gradient comes out of the weight gradient's product instead of a pass of its own.
+        w1, b1 = layer_params[0], layer_params[1]
+        layers = [(torch.cat([w1, b1[:, None]], 1).to(dtype), None)]
+        layers += [(layer_params[i].to(dtype), layer_params[i + 1].to(dtype))
+                   for i in range(2, len(layer_params), 2)]
         w_out_c, b_out_c = w_out.to(dtype), b_out.to(dtype)
         acts = [x.to(dtype).reshape(D * R, E)]  # for the backward: every layer's input and output
         for w, b in layers:
@@ -131,35 +136,60 @@ def _backward(ctx, g_alpha: Tensor, g_coeff: Tensor):
     h_first, *acts = ctx.saved_tensors
     slope, S, (D, R), param_dtypes, out_dtype = ctx.meta
     layers, w_out = ctx.layers, ctx.w_out
-    H, dtype = acts[-1].shape[-1], w_out.dtype
+    dtype = w_out.dtype
     ga = g_alpha.to(dtype).reshape(D * R)
     gc = g_coeff.to(dtype).reshape(-1, g_coeff.shape[-1])
     grad_w_out = torch.cat([(ga @ acts[-1])[None], gc.t() @ h_first]).to(out_dtype)
     grad_b_out = torch.cat([ga.sum()[None], row_sums(gc)]).to(out_dtype)
-    g = torch.outer(ga, w_out[0])  # [D * R, H]: the alpha head's share ...
-    g.view(D, R, H)[::S] += (gc @ w_out[1:]).view(-1, R, H)  # ... plus the coefficients' on first sublayers
+    # Both heads' gradients as one product: [alpha | coefficients] per sample (coefficients on the first
+    # sublayers, zero elsewhere) times the output layer's weight.
+    g_out = ga.new_zeros(D, R, w_out.shape[0])
+    g_out[..., 0] = ga.view(D, R)
+    g_out[::S, :, 1:] = gc.view(-1, R, gc.shape[-1])
+    g = g_out.view(D * R, -1) @ w_out  # [D * R, H]
     grads: list[Tensor] = []
     for k in range(len(layers), 0, -1):
         g = torch.ops.aten.leaky_relu_backward(g, acts[k], slope, True)  # slope > 0: out's sign is the input's
-        grads[:0] = [weight_gradient(g, acts[k - 1]), row_sums(g)]
-        if k > 1:  # no gradient for the input (the positional encoding)
+        if k > 1:
+            grads[:0] = [weight_gradient(g, acts[k - 1]), row_sums(g)]
             g = g @ layers[k - 1][0]
+        else:  # the first layer's bias is its weight's last column; no gradient for the input
+            w1_grad = weight_gradient(g, acts[0])
+            grads[:0] = [w1_grad[:, :-1], w1_grad[:, -1]]
     grads = [gr.to(dt) for gr, dt in zip(grads, param_dtypes)]
     return (None, grad_w_out, grad_b_out, None, None, *grads)
 
 
+def trunk_input(coords: Tensor, pos_freqs: Tensor, plane_pe: Tensor, dtype: torch.dtype) -> Tensor:
+    """F_theta's input as :func:`fused_trunk` takes it, in ``dtype``: per plane sample, the positional
+    encoding of its MPI position (``model.encode_frequencies(coords, pos_freqs)``), its plane's code
+    ``plane_pe`` [D, P], and a one (which carries the first layer's bias). coords [D, R, 2] ->
+    [D, R, 4 * len(pos_freqs) + P + 1]; sine and cosine are written straight into it."""
+    D, R, _ = coords.shape
+    n = 2 * pos_freqs.numel()
+    scaled = (coords[..., :, None] * pos_freqs).flatten(-2)  # [D, R, n], as encode_frequencies
+    x = torch.empty(D, R, 2 * n + plane_pe.shape[1] + 1, dtype=dtype, device=coords.device)
+    torch.sin(scaled, out=x[..., :n])
+    torch.cos(scaled, out=x[..., n:2 * n])
+    x[..., 2 * n:-1] = plane_pe.to(dtype)[:, None, :]
+    x[..., -1] = 1
+    return x
+
+
 def fused_trunk(x: Tensor, layers: list[nn.Linear], last: nn.Linear, slope: float,
                 sublayers: int) -> tuple[Tensor, Tensor]:
-    """F_theta on its input x [D, R, E] (the positional encoding of where the rays meet the planes and of
-    the plane codes): ``layers`` each followed by a leaky ReLU of ``slope`` (> 0), then ``last`` (row 0
-    alpha, rows 1.. coefficients). Returns the alpha logits [D, R] and the coefficients of each layer's
-    first sublayer [D / sublayers, R, C], in autocast's dtype when it is on.
+    """F_theta on its input x [D, R, E + 1] (:func:`trunk_input`: the positional encoding of where the
+    rays meet the planes and of the plane codes, E values, then a one): ``layers`` each followed by a
+    leaky ReLU of ``slope`` (> 0), then ``last`` (row 0 alpha, rows 1.. coefficients). Returns the alpha
+    logits [D, R] and the coefficients of each layer's first sublayer [D / sublayers, R, C], in
+    autocast's dtype when it is on.
     """
     if slope <= 0:
         raise ValueError(f"the fused MLP needs a positive leaky-ReLU slope, got {slope}")
-    if x.dim() != 3 or not layers or x.shape[-1] != layers[0].in_features:
+    if x.dim() != 3 or not layers or x.shape[-1] != layers[0].in_features + 1:
         n_in = layers[0].in_features if layers else 0
-        raise ValueError(f"input {tuple(x.shape)} does not fit a first layer of {n_in} inputs")
+        raise ValueError(f"input {tuple(x.shape)} does not fit a first layer of {n_in} inputs and a "
+                         f"column of ones")
     if x.shape[0] % sublayers:
         raise ValueError(f"{x.shape[0]} planes are not whole layers of {sublayers} sublayers")
     params: list[Tensor] = []

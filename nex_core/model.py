@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .fused_mlp import compute_dtype, fused_trunk
+from .fused_mlp import compute_dtype, fused_trunk, trunk_input
 from .mpi import MPIGeometry, composite_over, plane_intersections, sample_planes
 
 Tensor = torch.Tensor
@@ -295,14 +295,12 @@ class NexModel(nn.Module):
         if self.cfg.field == "grid":
             return self.grid_field.alpha_and_coefficients(coords, S)
         first, last = self.coeff_mlp[0], self.coeff_mlp[-1]
+        if self.use_fused_mlp(coords.device):
+            x = trunk_input(coords, self.pos_freqs, self.plane_pe, compute_dtype(coords.device.type, coords.dtype))
+            layers = [m for m in list(self.coeff_mlp)[:-1] if isinstance(m, nn.Linear)]
+            return fused_trunk(x, layers, last, self.cfg.lrelu_slope, S)
         n_xy = 4 * self.cfg.pos_level
         pe_xy = encode_frequencies(coords, self.pos_freqs)  # [D, R, n_xy]
-        if self.use_fused_mlp(coords.device):
-            dtype = compute_dtype(coords.device.type, pe_xy.dtype)
-            D, R = coords.shape[:2]
-            pe = torch.cat([pe_xy.to(dtype), self.plane_pe.to(dtype)[:, None, :].expand(D, R, -1)], -1)
-            layers = [m for m in list(self.coeff_mlp)[:-1] if isinstance(m, nn.Linear)]
-            return fused_trunk(pe, layers, last, self.cfg.lrelu_slope, S)
         plane_bias = F.linear(self.plane_pe, first.weight[:, n_xy:], first.bias)  # [D, hidden]
         h = F.linear(pe_xy, first.weight[:, :n_xy]) + plane_bias[:, None, :]
         for module in list(self.coeff_mlp)[1:-1]:

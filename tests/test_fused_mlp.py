@@ -9,7 +9,7 @@ import torch
 from nex_core import fused_mlp
 from nex_core.cameras import Camera
 from nex_core.config import ModelConfig
-from nex_core.model import NexModel
+from nex_core.model import NexModel, encode_frequencies
 from nex_core.mpi import MPIGeometry, plane_depths
 
 
@@ -56,13 +56,25 @@ def test_fused_equals_autograd_in_float64(sublayers, mlp_layers):
 def test_fused_trunk_gradcheck():
     model = small_model(sublayers=2, mlp_layers=1)
     first, hidden, last = model.coeff_mlp[0], model.coeff_mlp[2], model.coeff_mlp[-1]
-    x = torch.randn(6, 5, first.in_features, dtype=torch.float64)
+    x = torch.randn(6, 5, first.in_features + 1, dtype=torch.float64)
+    x[..., -1] = 1  # the column that carries the first layer's bias
 
     def f(w_out, b_out, *params):
         return fused_mlp._FusedTrunk.apply(x, w_out, b_out, 0.01, 2, *params)
 
     params = [last.weight, last.bias, first.weight, first.bias, hidden.weight, hidden.bias]
     assert torch.autograd.gradcheck(f, tuple(p.detach().clone().requires_grad_() for p in params))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_trunk_input_is_the_encodings_and_a_one(dtype):
+    model = small_model()
+    coords = torch.rand(6, 7, 2, dtype=torch.float64) * 2 - 1
+    x = fused_mlp.trunk_input(coords, model.pos_freqs.double(), model.plane_pe.double(), dtype)
+    expected = torch.cat([encode_frequencies(coords, model.pos_freqs.double()),
+                          model.plane_pe.double()[:, None, :].expand(6, 7, -1), torch.ones(6, 7, 1)], -1)
+    assert x.dtype == dtype and x.shape == (6, 7, model.coeff_mlp[0].in_features + 1)
+    torch.testing.assert_close(x, expected.to(dtype), rtol=0, atol=0)
 
 
 def test_fused_bf16_is_as_accurate_as_autograd_bf16():
@@ -106,7 +118,7 @@ def test_plain_form_is_used_where_the_fused_one_does_not_apply():
     model.cfg.lrelu_slope = 0.0  # a plain ReLU: its output's sign no longer gives the gradient
     assert not model.use_fused_mlp(torch.device("cpu"))
     layers = [model.coeff_mlp[0]]
-    x = torch.zeros(6, 2, layers[0].in_features)
+    x = torch.zeros(6, 2, layers[0].in_features + 1)
     with pytest.raises(ValueError, match="positive leaky-ReLU slope"):
         fused_mlp.fused_trunk(x, layers, model.coeff_mlp[-1], 0.0, 2)
     with pytest.raises(ValueError, match="whole layers"):
