@@ -82,12 +82,11 @@ def _trunk_forward(x: Tensor, w_out: Tensor, b_out: Tensor, slope: float, sublay
         for w, b in layers:
             h = linear_leaky_relu(acts[-1], w, b, slope)
             acts = acts + [h] if keep else [h]
-        h = acts[-1]
-        H = h.shape[1]
-        alpha = torch.addmv(b_out_c[0], h, w_out_c[0]).view(D, R)
-        h_first = h.view(D, R, H)[::S].reshape(-1, H)
-        coeff = torch.addmm(b_out_c[1:], h_first, w_out_c[1:].t()).view(-1, R, C)
-    return alpha, coeff, ((h_first, acts, layers, w_out_c) if keep else None)
+        # Both heads as one product on every sample (coefficients kept on first sublayers only): one pass
+        # over the last layer's output instead of one per head and a copy of its first sublayers.
+        out = torch.addmm(b_out_c, acts[-1], w_out_c.t()).view(D, R, 1 + C)
+        alpha, coeff = out[..., 0].contiguous(), out[::S, :, 1:].contiguous()
+    return alpha, coeff, ((acts, layers, w_out_c) if keep else None)
 
 
 WEIGHT_GRADIENT_BLOCKS = 8
@@ -120,8 +119,8 @@ class _FusedTrunk(torch.autograd.Function):
         alpha, coeff, kept = _trunk_forward(x, w_out, b_out, slope, sublayers, layer_params,
                                             keep=any(ctx.needs_input_grad))
         if kept is not None:
-            h_first, acts, layers, w_out_c = kept
-            ctx.save_for_backward(h_first, *acts)
+            acts, layers, w_out_c = kept
+            ctx.save_for_backward(*acts)
             ctx.layers, ctx.w_out = layers, w_out_c
             ctx.meta = (slope, sublayers, tuple(x.shape[:2]), [p.dtype for p in layer_params], w_out.dtype)
         return alpha, coeff
@@ -133,20 +132,19 @@ class _FusedTrunk(torch.autograd.Function):
 
 
 def _backward(ctx, g_alpha: Tensor, g_coeff: Tensor):
-    h_first, *acts = ctx.saved_tensors
+    acts = ctx.saved_tensors
     slope, S, (D, R), param_dtypes, out_dtype = ctx.meta
     layers, w_out = ctx.layers, ctx.w_out
     dtype = w_out.dtype
-    ga = g_alpha.to(dtype).reshape(D * R)
-    gc = g_coeff.to(dtype).reshape(-1, g_coeff.shape[-1])
-    grad_w_out = torch.cat([(ga @ acts[-1])[None], gc.t() @ h_first]).to(out_dtype)
-    grad_b_out = torch.cat([ga.sum()[None], row_sums(gc)]).to(out_dtype)
-    # Both heads' gradients as one product: [alpha | coefficients] per sample (coefficients on the first
-    # sublayers, zero elsewhere) times the output layer's weight.
-    g_out = ga.new_zeros(D, R, w_out.shape[0])
-    g_out[..., 0] = ga.view(D, R)
-    g_out[::S, :, 1:] = gc.view(-1, R, gc.shape[-1])
-    g = g_out.view(D * R, -1) @ w_out  # [D * R, H]
+    # The output layer's gradient per sample: [alpha | coefficients], the coefficients' on first
+    # sublayers only (zero elsewhere), so that both heads' products are one each.
+    g_out = g_alpha.new_zeros(D, R, w_out.shape[0], dtype=dtype)
+    g_out[..., 0] = g_alpha
+    g_out[::S, :, 1:] = g_coeff
+    g_out = g_out.view(D * R, -1)
+    grad_w_out = weight_gradient(g_out, acts[-1]).to(out_dtype)
+    grad_b_out = row_sums(g_out).to(out_dtype)
+    g = g_out @ w_out  # [D * R, H]
     grads: list[Tensor] = []
     for k in range(len(layers), 0, -1):
         g = torch.ops.aten.leaky_relu_backward(g, acts[k], slope, True)  # slope > 0: out's sign is the input's
