@@ -239,6 +239,8 @@ class Trainer:
         if self.dist.is_main:
             self._prepare_config_file()
         self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
+        # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; bf16 and fp32 don't.
+        self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.events.emit("setup", "start", device=str(self.device), preset=cfg.preset,
                          world_size=self.dist.world_size)
         self.scene = load_scene_for(cfg)
@@ -316,6 +318,8 @@ class Trainer:
         self.gen.set_state(data["generator"])
         self.step = int(data["step"])
         self.lr_scale = float(data.get("lr_scale", 1.0))
+        if self.grad_scaler.is_enabled() and data.get("grad_scaler"):
+            self.grad_scaler.load_state_dict(data["grad_scaler"])
         return path
 
     # ---- the loop ---------------------------------------------------------------------------------
@@ -354,7 +358,8 @@ class Trainer:
                 self.events.emit("train", "warning", step=self.step,
                                  message=f"out of memory: splitting each step into {self.micro_batches} "
                                          f"micro-batches (same result, slower)")
-        self.optimizer.step()
+        self.grad_scaler.step(self.optimizer)  # skips the update when fp16 gradients overflowed
+        self.grad_scaler.update()
         self.step += 1
         return (mean_across_ranks(loss, self.dist, self.device), mean_across_ranks(mse, self.dist, self.device))
 
@@ -383,7 +388,7 @@ class Trainer:
                     loss = loss + share * t.grad_weight * gradient_loss(pred, target)
                 if t.tv_weight and k == 0:
                     loss = loss + t.tv_weight * tv
-                loss.backward()
+                self.grad_scaler.scale(loss).backward()
             loss_sum += float(loss.detach())
             mse_sum += share * float(mse.detach())
         return loss_sum, mse_sum
@@ -414,7 +419,7 @@ class Trainer:
             return None
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "generator": self.gen.get_state(), "fingerprint": self.fingerprint,
-                   "lr_scale": self.lr_scale,
+                   "lr_scale": self.lr_scale, "grad_scaler": self.grad_scaler.state_dict(),
                    "settings": repr(self.settings)}
         path = save_checkpoint(self.run_dir, self.step, payload, keep=self.cfg.train.keep_checkpoints)
         self.events.emit("train", "checkpoint", step=self.step, path=str(path))
