@@ -99,7 +99,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
     "auto" is bf16 on CUDA and on CPUs where it is faster (:func:`cpu_prefers_bf16`; measured by
     tools/bench.py on the shipped scene: 2-3x less time a step, the same held-out PSNR after 300 steps),
-    else fp32.
+    else fp32. On a GPU without bf16, "auto" and "bf16" are fp16 (the trainer scales its loss then).
     """
     if precision == "fp32":
         return None
