@@ -8,15 +8,18 @@ sum of the two heads' gradients. Here:
 - each layer's product, bias and leaky ReLU are one oneDNN call (``mkldnn._linear_pointwise``) where
   torch has it (addmm + in-place leaky ReLU elsewhere);
 - bias gradients are matrix products with a row of ones (they run on the matrix units), weight gradients a
-  batch of products over row blocks (:func:`weight_gradient`);
+  batch of products over row blocks (:func:`weight_gradient`); the first layer's bias is a column of its
+  weight, fed by a column of ones in the input (:func:`trunk_input`), so its gradient costs no pass;
 - only each layer's output is kept for the backward: with a positive slope, the leaky ReLU's gradient
   follows from its output's sign;
-- the coefficient head runs on each layer's first sublayer only, and its gradient is added there in place.
+- both output heads are one product forward and one backward (the coefficients' gradient is zero outside
+  each layer's first sublayer, the only one whose coefficients are used).
 
 The arithmetic is that of :meth:`NexModel.plane_outputs` (tests compare both, values and gradients, and
 gradcheck this in float64); products run in autocast's dtype when it is on, as they would under autograd.
 Measured on the ``fast`` preset's shape (2-core Xeon with AMX, bf16): F_theta's forward and backward
-81 -> 63 ms, see docs/benchmarks.md.
+81 -> 63 ms, then a training step 86 -> 76 ms with the bias column and the joint heads; see
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
