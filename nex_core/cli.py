@@ -122,7 +122,8 @@ TRAIN_OVERRIDES = {
     "lr": ("train.lr", float, "learning rate of the coefficient MLP"),
     "seed": ("train.seed", int, "random seed"),
     "device": ("train.device", str, "auto, cpu, cuda or cuda:N"),
-    "precision": ("train.precision", str, "auto (bf16 on CUDA, fp16 with loss scaling on GPUs without bf16; bf16 on CPUs where it is faster), fp32 or bf16"),
+    "precision": ("train.precision", str, "auto (bf16 on CUDA, fp16 with loss scaling on GPUs without bf16; "
+                                          "bf16 on CPUs where it is faster), fp32 or bf16"),
     "eval_every": ("train.eval_every", int, "steps between held-out PSNR checks (0: at the end)"),
     "checkpoint_every": ("train.checkpoint_every", int, "steps between checkpoints"),
 }
