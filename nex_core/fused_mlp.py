@@ -146,7 +146,8 @@ def _backward(ctx, g_alpha: Tensor, g_coeff: Tensor):
     g_out[::S, :, 1:] = g_coeff
     g_out = g_out.view(D * R, -1)
     grad_w_out = weight_gradient(g_out, acts[-1]).to(out_dtype)
-    grad_b_out = row_sums(g_out).to(out_dtype)
+    # The bias gradient from the incoming gradients, before they are widened to every sample.
+    grad_b_out = torch.cat([g_alpha.sum()[None], g_coeff.sum((0, 1))]).to(out_dtype)
     g = g_out @ w_out  # [D * R, H]
     grads: list[Tensor] = []
     for k in range(len(layers), 0, -1):
