@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cpu_kernels import native_leaky_relu_grad
+
 Tensor = torch.Tensor
 
 
@@ -58,6 +60,17 @@ def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor | None, slope: flo
             _fused_linear_failed.add(x.dtype)
     z = x @ weight.t() if bias is None else torch.addmm(bias, x, weight.t())
     return F.leaky_relu(z, slope, inplace=True)
+
+
+def leaky_relu_gradient(grad: Tensor, out: Tensor, slope: float, sums: bool) -> tuple[Tensor, Tensor | None]:
+    """The leaky ReLU's input gradient from its output ``out`` (slope > 0: the output's sign is the
+    input's) and, with ``sums``, its column sums (a bias gradient): one pass of the compiled kernel
+    (:mod:`.cpu_kernels`) for bf16 where it could be built, else torch's operations."""
+    native = native_leaky_relu_grad(grad, out, slope)
+    if native is not None:
+        return native[0], native[1] if sums else None
+    g = torch.ops.aten.leaky_relu_backward(grad, out, slope, True)
+    return g, row_sums(g) if sums else None
 
 
 def row_sums(x: Tensor) -> Tensor:
@@ -151,9 +164,9 @@ def _backward(ctx, g_alpha: Tensor, g_coeff: Tensor):
     g = g_out @ w_out  # [D * R, H]
     grads: list[Tensor] = []
     for k in range(len(layers), 0, -1):
-        g = torch.ops.aten.leaky_relu_backward(g, acts[k], slope, True)  # slope > 0: out's sign is the input's
+        g, bias_grad = leaky_relu_gradient(g, acts[k], slope, sums=k > 1)
         if k > 1:
-            grads[:0] = [weight_gradient(g, acts[k - 1]), row_sums(g)]
+            grads[:0] = [weight_gradient(g, acts[k - 1]), bias_grad]
             g = g @ layers[k - 1][0]
         else:  # the first layer's bias is its weight's last column; no gradient for the input
             w1_grad = weight_gradient(g, acts[0])
