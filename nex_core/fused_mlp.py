@@ -11,7 +11,8 @@ sum of the two heads' gradients. Here:
   batch of products over row blocks (:func:`weight_gradient`); the first layer's bias is a column of its
   weight, fed by a column of ones in the input (:func:`trunk_input`), so its gradient costs no pass;
 - only each layer's output is kept for the backward: with a positive slope, the leaky ReLU's gradient
-  follows from its output's sign;
+  follows from its output's sign; in bf16 it and the bias gradient are one pass of a compiled kernel
+  (:mod:`.cpu_kernels`) where one could be built;
 - both output heads are one product forward and one backward (the coefficients' gradient is zero outside
   each layer's first sublayer, the only one whose coefficients are used).
 
