@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from .cpuinfo import first_processor_fields
+
 Tensor = torch.Tensor
 
 _SOURCE = r"""
@@ -92,16 +94,9 @@ def _compiler() -> str | None:
 def _cpu_model() -> str:
     """The first processor's model and instruction-set flags: a build for ``-march=native`` must not be
     reused on a CPU with fewer instructions (a shared home directory, a VM moved to another host)."""
-    lines: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags", "Features", "CPU part") and key not in lines:
-                    lines[key] = line
-    except OSError:
-        pass
-    return "".join(lines.values()) or platform.processor()
+    fields = first_processor_fields()
+    keys = ("model name", "flags", "Features", "CPU part")
+    return "".join(f"{k}: {fields[k]}\n" for k in keys if k in fields) or platform.processor()
 
 
 def _build(compiler: str, target: Path) -> None:

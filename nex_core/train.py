@@ -22,6 +22,7 @@ from .cameras import Camera
 from .checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
                          remove_partial_checkpoints, save_checkpoint)
 from .config import RunConfig
+from .cpuinfo import first_processor_fields
 from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device,
                           shard_triples, shutdown, wrap_model)
 from .errors import ConfigError, DamagedCheckpointError, TrainingError
@@ -61,22 +62,8 @@ def cpu_has_native_bf16() -> bool:
 def cpu_flags_and_vendor(cpuinfo: str | None = None) -> tuple[set[str], str]:
     """The first processor's feature flags and vendor id from /proc/cpuinfo text (default: this machine's;
     nothing where it cannot be read)."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return set(), ""
-    flags: set[str] = set()
-    vendor = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "flags" and not flags:
-            flags = set(value.split())
-        elif key == "vendor_id" and not vendor:
-            vendor = value.strip()
-    return flags, vendor
+    fields = first_processor_fields(cpuinfo)
+    return set(fields.get("flags", "").split()), fields.get("vendor_id", "")
 
 
 def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:

@@ -49,6 +49,7 @@ from nex_core import config as config_mod  # noqa: E402
 from nex_core.allocator import keep_freed_memory  # noqa: E402
 from nex_core.cameras import Camera, opencv_to_llff  # noqa: E402
 from nex_core.config import RunConfig  # noqa: E402
+from nex_core.cpuinfo import first_processor_fields  # noqa: E402
 from nex_core.model import NexModel, alpha_offset  # noqa: E402
 from nex_core.mpi import MPIGeometry, plane_depths, rays_in_reference_frame  # noqa: E402
 from nex_core.render import chunk_for_budget, render_image  # noqa: E402
@@ -125,13 +126,7 @@ def timed_cpu(fn: Callable[[], Any], device: torch.device) -> tuple[float, float
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return first_processor_fields().get("model name") or platform.processor() or "unknown"
 
 
 def cpu_flags() -> list[str]:
