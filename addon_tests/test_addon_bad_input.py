@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from addon_helpers import DEMO_SCENE
 
 DATA_KINDS = ("objects", "collections", "images", "materials", "meshes", "cameras", "node_groups")
@@ -30,7 +29,7 @@ def _refused(bpy, op, match: str, **kwargs) -> None:
 
 def _small_baked(dest: Path) -> Path:
     """A valid 2 x 2-plane baked MPI of 10 x 8 texels."""
-    from nex_core.baked import BakedMPI, MPIInfo, write_baked
+    from nex_core.io.baked import BakedMPI, MPIInfo, write_baked
 
     rng = np.random.default_rng(0)
     c2w = np.eye(4)

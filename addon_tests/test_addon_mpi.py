@@ -1,5 +1,5 @@
 """Import MPI end to end: the trained and baked shipped scene as Blender objects, rendered by Cycles and
-EEVEE and compared with nex_core's own renderer of the baked MPI (``nex_core.baked_render``)."""
+EEVEE and compared with nex_core's own renderer of the baked MPI (``nex_core.io.baked_render``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from addon_helpers import ADDON_MODULE, DEMO_SCENE, exact_render_settings, psnr, render_to_array
-from nex_core.baked import read_baked
-from nex_core.baked_render import camera_rays, render_baked
-from nex_core.cameras import Camera
-from nex_core.scene.loader import load_cameras
+
+from nex_core.io.baked import read_baked
+from nex_core.io.baked_render import camera_rays, render_baked
+from nex_core.io.cameras import Camera
+from nex_core.io.scene.loader import load_cameras
 
 HELD_OUT = "view_008"  # every 8th view is held out: 0, 8, 16
 
@@ -315,7 +315,7 @@ def test_view_transform_is_reported_or_set(scene, bpy_module, trained_run):
 def synthetic_baked(tmp_path_factory):
     """A random, unsaturated baked MPI (3 layers x 2 sublayers, 8 basis functions) whose textures are
     split over several small atlases: every lookup and every atlas offset of the shader matters."""
-    from nex_core.baked import BakedMPI, MPIInfo, write_baked
+    from nex_core.io.baked import BakedMPI, MPIInfo, write_baked
 
     rng = np.random.default_rng(7)
     c2w = np.eye(4)
@@ -334,7 +334,7 @@ def synthetic_baked(tmp_path_factory):
 
 
 def _off_reference_camera(info) -> Camera:
-    from nex_core.cameras import look_at_opencv
+    from nex_core.io.cameras import look_at_opencv
 
     ref = info.ref_camera()
     centre = ref.center + np.array([0.12, -0.08, 0.1])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from addon_helpers import DEMO_SCENE
-from nex_core.cameras import invert_pose
-from nex_core.scene.loader import load_cameras
+
+from nex_core.io.cameras import invert_pose
+from nex_core.io.scene.loader import load_cameras
 
 
 def _blender_pixels(bpy, sc, cam_obj, points: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_colmap_through_background_python(addon, tmp_path):
 
 
 def test_pure_camera_maths(addon):
-    from nex_core.cameras import Camera
+    from nex_core.io.cameras import Camera
 
     cam = Camera(200, 100, 180.0, 170.0, 96.0, 55.0, np.eye(4))
     p = addon.camera_import.blender_camera_params(cam)

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-
 from addon_helpers import psnr, render_to_array
-from nex_core.scene.loader import load_cameras
+
+from nex_core.io.scene.loader import load_cameras
 
 
 def _toy_scene(bpy, sc):

@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
 from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO
 
 OPERATORS = ("prepare", "train", "resume", "cancel", "bake", "export", "import_cameras", "import_mpi",
@@ -31,8 +30,8 @@ def _blender_ext() -> Path:
 def test_zip_layout(extension_zip):
     names = zipfile.ZipFile(extension_zip).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "worker.py", "shading.py", "mpi_import.py",
-                     "_vendor/nex_core/baked.py", "_vendor/nex_core/baked_render.py", "_vendor/nex_core/cameras.py",
-                     "_vendor/nex_core/events.py", "_vendor/nex_core/config.py", "_vendor/nex_core/scene/loader.py"):
+                     "_vendor/nex_core/io/baked.py", "_vendor/nex_core/io/baked_render.py", "_vendor/nex_core/io/cameras.py",
+                     "_vendor/nex_core/io/events.py", "_vendor/nex_core/io/config.py", "_vendor/nex_core/io/scene/loader.py"):
         assert required in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Only torch-free modules are vendored, and nothing in the zip imports torch.
@@ -75,7 +74,7 @@ def test_installed_and_registered(addon, bpy_module):
 def test_fresh_blender_never_imports_torch_or_pillow(extension_zip, tmp_path):
     """Enable the add-on in a fresh process, import cameras and an MPI, render: no torch, no Pillow
     (Blender's own Python has neither); then disable and enable again cleanly."""
-    from nex_core.baked import BakedMPI, MPIInfo, write_baked
+    from nex_core.io.baked import BakedMPI, MPIInfo, write_baked
 
     rng = np.random.default_rng(0)
     info = MPIInfo(width=16, height=12, fx=15.0, fy=15.0, cx=8.0, cy=6.0, offset=2, depths=(2.0, 3.0, 4.0, 6.0),
@@ -125,12 +124,12 @@ def test_build_tool_rejects_torch_in_vendored_modules(tmp_path, monkeypatch):
     for rel in build_extension.VENDORED:
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
         (fake / rel).write_text("import numpy\n")
-    (fake / "baked.py").write_text("def f():\n    import torch\n")
+    (fake / "io" / "baked.py").write_text("def f():\n    import torch\n")
     try:
         build_extension.check_vendored(fake)
     except build_extension.BuildError as exc:
         assert "baked.py:2 imports torch" in str(exc)
     else:
         raise AssertionError("a vendored module importing torch was accepted")
-    assert build_extension.relativize("from nex_core.cameras import Camera\n", "scene/loader.py") == \
-        "from ..cameras import Camera\n"
+    assert build_extension.relativize("from nex_core.io.cameras import Camera\n", "io/scene/loader.py") == \
+        "from ...io.cameras import Camera\n"

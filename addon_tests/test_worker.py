@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO, wait_job
-from nex_core.events import read_events
 
+from nex_core.io.events import read_events
 
 # --------------------------------------------------------------------------------------------------
 # The poll step's pure parts
@@ -130,7 +129,7 @@ def test_bad_scene_message_reaches_the_panel(scene, addon, bpy_module, tmp_path)
 
 
 def test_grid_network_option_trains_with_the_grid_field(scene, addon, bpy_module, tmp_path):
-    from nex_core import config as config_mod
+    from nex_core.io import config as config_mod
 
     _settings(scene, DEMO_SCENE, tmp_path / "run")
     scene.nex.network, scene.nex.steps = "GRID", 30

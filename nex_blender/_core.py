@@ -1,10 +1,9 @@
 """Access to the torch-free part of nex_core from inside Blender.
 
-The built extension carries a copy of those modules in ``_vendor/nex_core`` (see
-``tools/build_extension.py``), so the add-on works in a Blender whose Python has nothing installed. Run
-from a source checkout (no ``_vendor``), the add-on uses the ``nex_core`` package on ``sys.path``.
-Only torch-free modules are ever imported from here: cameras, errors, events, config, baked,
-baked_render and scene.
+The torch-free part is the folder ``nex_core/io/``; the built extension carries a copy of it in
+``_vendor/nex_core/io`` (see ``tools/build_extension.py``), so the add-on works in a Blender whose Python
+has nothing installed. Run from a source checkout (no ``_vendor``), the add-on uses the ``nex_core``
+package on ``sys.path``. Only modules below ``io`` can be reached from here.
 """
 
 from __future__ import annotations
@@ -23,5 +22,5 @@ VENDORED = PACKAGE != "nex_core"
 
 
 def module(name: str) -> ModuleType:
-    """A torch-free nex_core module by its dotted name below the package: ``module("scene.loader")``."""
-    return importlib.import_module(f"{PACKAGE}.{name}")
+    """A torch-free module by its dotted name below ``nex_core.io``: ``module("scene.loader")``."""
+    return importlib.import_module(f"{PACKAGE}.io.{name}")

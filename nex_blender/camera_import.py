@@ -1,10 +1,10 @@
 """Scene cameras (LLFF, COLMAP, transforms.json) as Blender cameras, and back.
 
-The scene is read by ``nex_core.scene.loader.load_cameras``, the same code ``nex train`` uses (same
+The scene is read by ``nex_core.io.scene.loader.load_cameras``, the same code ``nex train`` uses (same
 format choice, checks, split and reference view); image sizes come from Blender's image loader, not
 Pillow. A camera becomes a Blender camera with ``sensor_fit = HORIZONTAL``, a focal length from fx, lens
 shift for the principal point and, when fx != fy, the scene's pixel aspect ratio; its pose is the
-OpenCV camera-to-world turned into Blender camera axes (``nex_core.cameras.opencv_to_opengl``).
+OpenCV camera-to-world turned into Blender camera axes (``nex_core.io.cameras.opencv_to_opengl``).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def read_scene_cameras(scene_dir: Path, holdout: int = 8, ref_image: str | None 
 
 _CAMERAS_CODE = r"""
 import json, sys
-from nex_core.scene.loader import load_cameras
+from nex_core.io.scene.loader import load_cameras
 v = load_cameras(sys.argv[1], holdout=int(sys.argv[2]), ref_image=sys.argv[3] or None)
 cams = [dict(width=c.width, height=c.height, fx=c.fx, fy=c.fy, cx=c.cx, cy=c.cy, c2w=c.c2w.tolist(), name=c.name)
         for c in v.cameras]

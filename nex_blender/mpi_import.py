@@ -7,7 +7,7 @@ per-object sorting of blended surfaces draws far planes first. Planes sharing th
 material (a NeX MPI node, see :mod:`shading`); per-plane tile offsets and the depth of the plane's
 layer's first plane are custom properties read by the material's Attribute nodes.
 
-The manifest is read with ``nex_core.baked.read_layout`` (no pixels decoded in Python); Blender loads
+The manifest is read with ``nex_core.io.baked.read_layout`` (no pixels decoded in Python); Blender loads
 the atlases itself, as Non-Color data.
 """
 

@@ -2,7 +2,7 @@
 
 A :class:`Job` starts one or more commands (argument lists, never a shell) in a separate process whose
 output goes to a log file; progress comes from the run's ``events.jsonl`` (read incrementally with
-:class:`nex_core.events.EventReader`). Nothing here touches Blender data except :func:`poll_step`, which
+:class:`nex_core.io.events.EventReader`). Nothing here touches Blender data except :func:`poll_step`, which
 copies each job's :class:`JobStatus` into its scene on the main thread.
 
 The three steps are plain functions so they work where Blender's event loop does not run (``bpy`` as a

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import NexError
+from .io.errors import NexError
 
 DEMO_SCENE = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 
@@ -130,7 +130,7 @@ TRAIN_OVERRIDES = {
 
 
 def _config_from_args(args: argparse.Namespace):
-    from . import config as config_mod
+    from .io import config as config_mod
 
     cfg = config_mod.load(Path(args.config)) if args.config else config_mod.preset(args.preset)
     if args.scene:
@@ -142,9 +142,9 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import config as config_mod
-    from .checkpoint import list_checkpoints
-    from .train import Trainer
+    from .io import config as config_mod
+    from .runtime.checkpoint import list_checkpoints
+    from .training.trainer import Trainer
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -157,7 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if list_checkpoints(run_dir):
             raise NexError(f"{run_dir} already holds a trained run; continue it with `nex train --resume "
                            f"{run_dir}` or pass another --out")
-    from .distributed import DistInfo
+    from .training.distributed import DistInfo
 
     printer = ProgressPrinter(quiet=args.quiet or not DistInfo.from_env().is_main)
     stop = StopFlag()
@@ -181,8 +181,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(run_dir: Path, with_lpips: bool, console) -> None:
-    from .evaluate import evaluate_run
-    from .run import open_run
+    from .evaluation.evaluate import evaluate_run
+    from .runtime.run import open_run
 
     run = open_run(run_dir)
     if not run.scene.test_ids:
@@ -208,7 +208,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from .export.video import render_frames, spiral_cameras, write_mp4, write_pngs
-    from .run import open_run
+    from .runtime.run import open_run
 
     console = Console(stderr=True, markup=False, highlight=False)
     run = open_run(Path(args.run))
@@ -237,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not scene.is_dir():
         raise NexError(f"demo scene not found at {scene}; run from a clone of the repository or pass --scene")
     out = Path(args.out)
-    from .checkpoint import list_checkpoints
+    from .runtime.checkpoint import list_checkpoints
 
     if list_checkpoints(out) and not args.resume:
         raise NexError(f"{out} already holds a demo run; pass --resume to continue it or --out elsewhere")
@@ -328,7 +328,7 @@ HEAVY_COMMANDS = ("train", "eval", "render", "demo", "bake")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in HEAVY_COMMANDS and os.environ.get("NEX_ALLOCATOR", "tuned") != "default":
-        from .allocator import keep_freed_memory
+        from .runtime.allocator import keep_freed_memory
 
         keep_freed_memory()
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nex_core.cameras import Camera
+from nex_core.io.cameras import Camera
 
 
 def bilinear(tex: np.ndarray, col: float, row: float) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 def write_small_baked(dest: Path, seed: int = 0, max_texture: int = 64) -> Path:
     """A valid 2-layer x 2-sublayer baked MPI of 10 x 8 texels with 4 basis functions, written to ``dest``."""
-    from nex_core.baked import BakedMPI, MPIInfo, write_baked
+    from nex_core.io.baked import BakedMPI, MPIInfo, write_baked
 
     rng = np.random.default_rng(seed)
     info = MPIInfo(width=8, height=6, fx=8.0, fy=8.0, cx=4.0, cy=3.0, offset=1, depths=(1.0, 2.0, 3.0, 4.0),

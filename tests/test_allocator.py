@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from nex_core.allocator import keep_freed_memory
+from nex_core.runtime.allocator import keep_freed_memory
 
 PROBE = """
 import resource, sys
 import numpy as np
-from nex_core.allocator import keep_freed_memory
+from nex_core.runtime.allocator import keep_freed_memory
 tuned = sys.argv[1] == "tuned" and keep_freed_memory()
 faults = []
 for i in range(30):

@@ -2,7 +2,7 @@
 
 Each case builds its input in a fresh folder (small real data: copies of the shipped scene, tiny images
 written with Pillow, a tiny baked MPI), calls one entry point, and expects either the *exact* (most
-specific) :mod:`nex_core.errors` class with a message naming the offending file and saying what to do,
+specific) :mod:`nex_core.io.errors` class with a message naming the offending file and saying what to do,
 or -- for input that is valid after all -- a correct result. A failed call must leave nothing behind
 but the logs its entry point always writes: the case folder is compared before and after, so no partial
 ``baked/``, ``.glb``, scene or checkpoint appears and earlier results stay byte for byte the same.
@@ -28,10 +28,10 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 from PIL import Image
-
 from small_baked import write_small_baked
-from nex_core.errors import (CheckpointError, ConfigError, DamagedCheckpointError, FormatError, ImageError,
-                             NexError, PoseError, SceneError)
+
+from nex_core.io.errors import (CheckpointError, ConfigError, DamagedCheckpointError, FormatError, ImageError,
+                                NexError, PoseError, SceneError)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
@@ -184,7 +184,7 @@ def nex(*argv: Any) -> Call:
 
 
 def load(root: Path, cameras_only: bool = False, **kw) -> Call:
-    from nex_core.scene.loader import load_cameras, load_scene
+    from nex_core.io.scene.loader import load_cameras, load_scene
 
     return (lambda: load_cameras(root, **kw)) if cameras_only else (lambda: load_scene(root, **kw))
 
@@ -328,8 +328,8 @@ def colmap_model(folder: Path) -> Path:
     """The shipped scene as a binary COLMAP model (PINHOLE, no points) in ``folder/scene/sparse/0``."""
     import pycolmap
 
-    from nex_core.cameras import invert_pose
-    from nex_core.scene.loader import load_cameras
+    from nex_core.io.cameras import invert_pose
+    from nex_core.io.scene.loader import load_cameras
 
     views = load_cameras(DEMO)
     rec = pycolmap.Reconstruction()
@@ -500,8 +500,8 @@ def train_config(text: str) -> Callable[[Path], Call]:
 def resume_checkpoint(payload: Callable[[], dict], damage: Callable[[Path], None] | None = None):
     """A run directory of the tiny preset holding one checkpoint (``payload``), then `nex train --resume`."""
     def setup(folder: Path) -> Call:
-        from nex_core import config as config_mod
-        from nex_core.checkpoint import list_checkpoints, save_checkpoint
+        from nex_core.io import config as config_mod
+        from nex_core.runtime.checkpoint import list_checkpoints, save_checkpoint
 
         cfg = config_mod.preset("tiny")
         cfg.data.scene = str(demo_copy(folder))
@@ -516,7 +516,7 @@ def resume_checkpoint(payload: Callable[[], dict], damage: Callable[[Path], None
 
 
 def other_config_payload() -> dict:
-    from nex_core.checkpoint import fingerprint
+    from nex_core.runtime.checkpoint import fingerprint
 
     return {"fingerprint": fingerprint({"model": "another one"}), "settings": {"model": "another one"}, "model": {}}
 
@@ -528,7 +528,7 @@ def other_version_payload() -> dict:
 
 
 def load_damaged_checkpoint(folder: Path) -> Call:
-    from nex_core.checkpoint import load_checkpoint, save_checkpoint
+    from nex_core.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     path = save_checkpoint(folder / "run", 50, other_config_payload())
     truncate(path)
@@ -540,7 +540,7 @@ def load_damaged_checkpoint(folder: Path) -> Call:
 
 
 def read(baked: Path, layout_only: bool = False) -> Call:
-    from nex_core.baked import read_baked, read_layout
+    from nex_core.io.baked import read_baked, read_layout
 
     return (lambda: read_layout(baked)) if layout_only else (lambda: read_baked(baked))
 
@@ -630,7 +630,7 @@ def old_bake(folder: Path) -> Call:
 
 
 def check_small_baked(baked, folder: Path) -> None:
-    from nex_core.baked import read_baked
+    from nex_core.io.baked import read_baked
 
     reference = read_baked(write_small_baked(folder / "reference"))
     for name in ("alpha", "k0", "coeffs", "basis_lut"):

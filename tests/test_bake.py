@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from nex_core import config as config_mod
-from nex_core.bake import bake_model, view_direction_range
-from nex_core.baked import (MANIFEST, MAX_TEXELS, BakedMPI, BakedWriter, MPIInfo, plan_atlases, read_baked,
-                            read_layout, write_baked)
-from nex_core.baked_render import render_baked
-from nex_core.cameras import Camera
-from nex_core.config import ModelConfig
-from nex_core.errors import FormatError, NexError
-from nex_core.model import NexModel
-from nex_core.mpi import MPIGeometry, plane_depths, render_explicit_mpi
-from nex_core.render import render_image
 from test_mpi import random_pose
+
+from nex_core.export.bake import bake_model, view_direction_range
+from nex_core.io import config as config_mod
+from nex_core.io.baked import (MANIFEST, MAX_TEXELS, BakedMPI, BakedWriter, MPIInfo, plan_atlases, read_baked,
+                               read_layout, write_baked)
+from nex_core.io.baked_render import render_baked
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig
+from nex_core.io.errors import FormatError, NexError
+from nex_core.model.mpi import MPIGeometry, plane_depths, render_explicit_mpi
+from nex_core.model.nex_model import NexModel
+from nex_core.runtime.render import render_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
@@ -199,7 +199,7 @@ def test_writes_are_atomic(baked_random, tmp_path):
 
 def test_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-            "import nex_core.baked, nex_core.baked_render\n"
+            "import nex_core.io.baked, nex_core.io.baked_render\n"
             "assert 'PIL' not in sys.modules, 'Pillow is imported only to read or write pixels'\n"
             "print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -279,7 +279,7 @@ def test_lut_range_covers_the_training_views():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
-    from nex_core.train import Trainer
+    from nex_core.training.trainer import Trainer
 
     cfg = config_mod.preset("tiny")
     cfg.data.scene = str(DEMO)
@@ -292,7 +292,7 @@ def trained_run(tmp_path_factory) -> Path:
 
 def test_nex_bake_on_a_trained_run_matches_the_model(trained_run, capsys):
     from nex_core.cli import main
-    from nex_core.run import open_run
+    from nex_core.runtime.run import open_run
 
     assert main(["bake", str(trained_run), "--lut-size", "128"]) == 0
     summary = capsys.readouterr().err
@@ -322,7 +322,7 @@ def test_huge_info_is_refused_before_allocating():
 def test_linear_light_compositing_reference():
     """render_baked(linear_light=True): each plane's colour decoded from sRGB, composited, re-encoded.
     Equal to the plain render where one plane is opaque; different where half-transparent planes mix."""
-    from nex_core.baked_render import linear_to_srgb, srgb_to_linear
+    from nex_core.io.baked_render import linear_to_srgb, srgb_to_linear
 
     c = np.linspace(0, 1, 101)
     np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(c)), c, atol=1e-7)

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from nex_core.cameras import Camera
-from nex_core.config import ModelConfig
-from nex_core.model import NexModel
-from nex_core.mpi import CameraBatch, MPIGeometry, plane_depths, plane_homographies, rays_in_reference_frame
-from nex_core.train import gradient_loss
 from test_mpi import random_pose
+
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig
+from nex_core.model.mpi import (CameraBatch, MPIGeometry, plane_depths, plane_homographies,
+                                rays_in_reference_frame)
+from nex_core.model.nex_model import NexModel
+from nex_core.training.trainer import gradient_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from bench_baseline import (BaselineNex, Cameras, baseline_loss, homographies, load_into_nex,  # noqa: E402

@@ -1,10 +1,10 @@
-"""The compiled CPU kernel (nex_core.cpu_kernels) against torch's operations, and the fallbacks where it
+"""The compiled CPU kernel (nex_core.model.cpu_kernels) against torch's operations, and the fallbacks where it
 can't be built or loaded."""
 
 import pytest
 import torch
 
-from nex_core import cpu_kernels, fused_mlp
+from nex_core.model import cpu_kernels, fused_mlp
 
 
 @pytest.fixture(autouse=True)

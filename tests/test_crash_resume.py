@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nex_core.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
-from nex_core.errors import DamagedCheckpointError
-from nex_core.events import read_events
+from nex_core.io.errors import DamagedCheckpointError
+from nex_core.io.events import read_events
+from nex_core.runtime.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 STEPS = 200  # long enough that no unaimed kill (<= 0.6 s after the loop starts) comes too late
@@ -138,8 +138,8 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     with pytest.raises(DamagedCheckpointError, match="checksum"):
         load_checkpoint(newest)
 
-    from nex_core import config as config_mod
-    from nex_core.train import Trainer
+    from nex_core.io import config as config_mod
+    from nex_core.training.trainer import Trainer
 
     cfg = config_mod.load(run / "config.toml")
     trainer = Trainer(cfg, run)
@@ -149,7 +149,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
 
 
 def test_an_event_line_torn_by_a_killed_writer_is_skipped(tmp_path):
-    from nex_core.events import EventLog, EventReader
+    from nex_core.io.events import EventLog, EventReader
 
     (tmp_path / "events.jsonl").write_text('{"kind": "start", "step": 0}\n{"kind": "progr', encoding="utf-8")
     reader = EventReader(tmp_path / "events.jsonl")

@@ -1,6 +1,6 @@
 """Checks of the shipped demo scene data/scenes/shiny_demo (made by tools/render_demo_scene.py).
 
-Only numpy / json / imageio and nex_core.cameras are used, so these tests are independent of the scene
+Only numpy / json / imageio and nex_core.io.cameras are used, so these tests are independent of the scene
 loaders.  The reproducibility test re-renders one view with Blender (bpy) in a subprocess.
 """
 
@@ -17,7 +17,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from nex_core.cameras import Camera, llff_to_opencv, opengl_to_opencv
+from nex_core.io.cameras import Camera, llff_to_opencv, opengl_to_opencv
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO / "data" / "scenes" / "shiny_demo"

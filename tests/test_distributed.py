@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nex_core import config as config_mod
-from nex_core.distributed import DistInfo, shard_triples
-from nex_core.events import read_events
-from nex_core.train import Trainer
+from nex_core.io import config as config_mod
+from nex_core.io.events import read_events
+from nex_core.training.distributed import DistInfo, shard_triples
+from nex_core.training.trainer import Trainer
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 STEPS = 30

@@ -1,4 +1,4 @@
-"""The CPU fused form of F_theta (nex_core.fused_mlp) against the plain autograd form of the same MLP:
+"""The CPU fused form of F_theta (nex_core.model.fused_mlp) against the plain autograd form of the same MLP:
 values and gradients in float64, gradcheck, bf16 autocast, inference without saved activations; the
 k0 total variation against its plain autograd form."""
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from nex_core import fused_mlp
-from nex_core.cameras import Camera
-from nex_core.config import ModelConfig
-from nex_core.model import NexModel, encode_frequencies
-from nex_core.mpi import MPIGeometry, plane_depths
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig
+from nex_core.model import fused_mlp
+from nex_core.model.mpi import MPIGeometry, plane_depths
+from nex_core.model.nex_model import NexModel, encode_frequencies
 
 
 def small_model(sublayers: int = 2, mlp_layers: int = 2, dtype=torch.float64) -> NexModel:
@@ -128,7 +128,7 @@ def test_plain_form_is_used_where_the_fused_one_does_not_apply():
 
 
 def test_total_variation_equals_its_autograd_form():
-    from nex_core.model import total_variation, total_variation_reference
+    from nex_core.model.nex_model import total_variation, total_variation_reference
     torch.manual_seed(1)
     images = torch.rand(3, 2, 6, 7, dtype=torch.float64)
     images[0, 1, 2, 3] = images[0, 1, 2, 4]  # a zero difference: both take sign(0) = 0
@@ -211,8 +211,8 @@ def test_training_follows_the_autograd_loss_curve(tmp_path):
     (what GPUs run) give the same losses, up to summation order amplified by Adam."""
     from pathlib import Path
 
-    from nex_core import config as config_mod
-    from nex_core.train import Trainer
+    from nex_core.io import config as config_mod
+    from nex_core.training.trainer import Trainer
 
     def losses(fused: bool) -> list[float]:
         cfg = config_mod.preset("tiny")

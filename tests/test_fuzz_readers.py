@@ -26,11 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
-
-from nex_core.baked import read_baked, read_layout
-from nex_core.errors import NexError
 from small_baked import write_small_baked
-from nex_core.scene.loader import load_cameras, load_scene
+
+from nex_core.io.baked import read_baked, read_layout
+from nex_core.io.errors import NexError
+from nex_core.io.scene.loader import load_cameras, load_scene
 
 N_VIEWS, W, H = 3, 8, 6
 MAX_MB = 256

@@ -1,4 +1,4 @@
-"""Tests for nex_core.metrics (PSNR, SSIM) and nex_core.lpips_vgg (LPIPS wiring with random weights)."""
+"""Tests for nex_core.evaluation.metrics (PSNR, SSIM) and nex_core.evaluation.lpips_vgg (LPIPS wiring with random weights)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from nex_core import metrics
+from nex_core.evaluation import metrics
 
 torch = pytest.importorskip("torch")
-from nex_core import lpips_vgg  # noqa: E402  (imports torch)
-from nex_core.errors import NexError  # noqa: E402
+from nex_core.evaluation import lpips_vgg
+from nex_core.io.errors import NexError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -333,7 +333,7 @@ def test_psnr_ssim_do_not_import_torch() -> None:
     code = textwrap.dedent("""
         import sys
         import numpy as np
-        from nex_core import metrics
+        from nex_core.evaluation import metrics
         a = np.random.default_rng(0).random((32, 32, 3))
         metrics.psnr(a, a * 0.9); metrics.ssim(a, a * 0.9)
         metrics.evaluate_images(a, a * 0.9, with_lpips=False)

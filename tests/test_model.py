@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from nex_core.cameras import Camera
-from nex_core.config import ModelConfig
-from nex_core.model import FixedBasis, NexModel, fourier_basis, real_spherical_harmonics
-from nex_core.mpi import CameraBatch, MPIGeometry, pixel_grid, plane_depths, rays_in_reference_frame
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig
+from nex_core.model.mpi import CameraBatch, MPIGeometry, pixel_grid, plane_depths, rays_in_reference_frame
+from nex_core.model.nex_model import FixedBasis, NexModel, fourier_basis, real_spherical_harmonics
 
 
 def tiny_model(basis: str = "learned", field: str = "mlp") -> tuple[NexModel, Camera]:
@@ -99,7 +99,7 @@ def test_coefficients_are_shared_by_sublayers(field):
 
 
 def test_grid_levels_span_base_to_the_mpi_size():
-    from nex_core.model import grid_resolutions
+    from nex_core.model.nex_model import grid_resolutions
     cfg = ModelConfig(grid_levels=4, grid_base=16, grid_max=256)
     assert grid_resolutions(cfg, 224, 168) == [(12, 16), (29, 39), (70, 93), (168, 224)]
     assert grid_resolutions(cfg, 2000, 1000)[-1] == (128, 256)
@@ -108,7 +108,7 @@ def test_grid_levels_span_base_to_the_mpi_size():
 def test_grid_features_are_read_at_the_plane_position():
     """One grid level, features set to a known function of (x, y, plane): what the field reads at a texel
     centre is that value (bilinear sampling at texel centres is exact)."""
-    from nex_core.model import GridField
+    from nex_core.model.nex_model import GridField
     model, _ = tiny_model(field="grid")
     field: GridField = model.grid_field
     grid = field.grids[-1]

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
-
-from nex_core.cameras import Camera
-from nex_core.mpi import (CameraBatch, MPIGeometry, composite_over, plane_depths, plane_homographies,
-                          plane_intersections, rays_in_reference_frame, render_explicit_mpi, sample_planes)
 from reference_renderer import render_reference
+
+from nex_core.io.cameras import Camera
+from nex_core.model.mpi import (CameraBatch, MPIGeometry, composite_over, plane_depths, plane_homographies,
+                                plane_intersections, rays_in_reference_frame, render_explicit_mpi,
+                                sample_planes)
 
 
 def rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:

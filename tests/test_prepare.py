@@ -19,14 +19,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nex_core.errors import CancelledError, ConfigError, ImageError, ReconstructionError, SceneError
-from nex_core.events import read_events
+from nex_core.io.errors import CancelledError, ConfigError, ImageError, ReconstructionError, SceneError
+from nex_core.io.events import read_events
 
 pytest.importorskip("pycolmap")
 
-from nex_core.scene import load_scene  # noqa: E402
-from nex_core.scene import photos as photos_mod  # noqa: E402
-from nex_core.scene import sfm, sfm_checks, sfm_colmap  # noqa: E402
+from nex_core.io.scene import load_scene
+from nex_core.sfm import checks as sfm_checks
+from nex_core.sfm import colmap_run as sfm_colmap
+from nex_core.sfm import photos as photos_mod
+from nex_core.sfm import pipeline as sfm
 
 REPO = Path(__file__).resolve().parents[1]
 RENDER_SCRIPT = REPO / "tools" / "render_sfm_scene.py"

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nex_core.errors import ConfigError, ImageError, PoseError, SceneError
-from nex_core.scene import PlaneSpec, Scene, detect_format, load_scene
-from nex_core.scene.images import image_size, read_image
+from nex_core.io.errors import ConfigError, ImageError, PoseError, SceneError
+from nex_core.io.scene import PlaneSpec, Scene, detect_format, load_scene
+from nex_core.io.scene.images import image_size, read_image
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 32, 24
@@ -586,7 +586,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_scene_package_is_torch_free():
-    code = ("import sys, nex_core.scene, nex_core.scene.colmap; "
+    code = ("import sys, nex_core.io.scene, nex_core.io.scene.colmap; "
             "assert 'torch' not in sys.modules and 'pycolmap' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from nex_core import config as config_mod
-from nex_core.checkpoint import list_checkpoints, load_checkpoint
 from nex_core.cli import main
-from nex_core.errors import CheckpointError, ConfigError, SceneError
-from nex_core.events import read_events
-from nex_core.train import Trainer, sample_l_shaped
+from nex_core.io import config as config_mod
+from nex_core.io.errors import CheckpointError, ConfigError, SceneError
+from nex_core.io.events import read_events
+from nex_core.runtime.checkpoint import list_checkpoints, load_checkpoint
+from nex_core.training.trainer import Trainer, sample_l_shaped
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 
@@ -186,13 +186,13 @@ CPUINFO_ARM = "processor\t: 0\nFeatures\t: fp asimd bf16\n"
     (CPUINFO_SPR, True, True), (CPUINFO_ZEN4, True, True), (CPUINFO_COOPER, True, False),
     (CPUINFO_ARM, True, True), (CPUINFO_SPR, False, False)])
 def test_auto_precision_uses_bf16_only_where_it_is_faster(monkeypatch, cpuinfo, native, want):
-    from nex_core import train
+    from nex_core.training import trainer as train
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: native)
     assert train.cpu_prefers_bf16(cpuinfo) is want
 
 
 def test_cpu_flags_are_read_from_the_first_processor():
-    from nex_core.train import cpu_flags_and_vendor
+    from nex_core.training.trainer import cpu_flags_and_vendor
     text = CPUINFO_ZEN4 + "\nprocessor\t: 1\nvendor_id\t: Other\nflags\t\t: sse\n"
     flags, vendor = cpu_flags_and_vendor(text)
     assert vendor == "AuthenticAMD" and "avx512_bf16" in flags and "sse" not in flags
@@ -203,7 +203,7 @@ def test_fp16_training_scales_its_loss(monkeypatch, tmp_path):
     """GPUs without bf16 train in fp16, which needs loss scaling; run that path here with CPU fp16
     autocast: the scaler is on, the loss curve follows the default precision's, and the scaler's state
     goes into checkpoints and back."""
-    from nex_core import train
+    from nex_core.training import trainer as train
     steps = 30
     default = Trainer(tiny_config(steps=steps, checkpoint_every=1000), tmp_path / "default")
     assert not default.grad_scaler.is_enabled()

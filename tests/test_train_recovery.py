@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from nex_core import checkpoint as checkpoint_mod
-from nex_core import config as config_mod
-from nex_core.checkpoint import list_checkpoints
-from nex_core.errors import CheckpointError, TrainingError
-from nex_core.events import read_events
-from nex_core.train import Trainer
+from nex_core.io import config as config_mod
+from nex_core.io.errors import CheckpointError, TrainingError
+from nex_core.io.events import read_events
+from nex_core.runtime import checkpoint as checkpoint_mod
+from nex_core.runtime.checkpoint import list_checkpoints
+from nex_core.training.trainer import Trainer
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 
@@ -97,7 +97,7 @@ def test_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
 
 
 def test_render_retries_smaller_chunks_when_out_of_memory(tmp_path):
-    from nex_core.render import render_image
+    from nex_core.runtime.render import render_image
 
     trainer = Trainer(cfg(), tmp_path / "run")
     cam = trainer.scene.cameras[0]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nex_core.checkpoint import load_checkpoint
-from nex_core.errors import CheckpointError
+from nex_core.io.errors import CheckpointError
+from nex_core.runtime.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted(p for folder in ("nex_core", "nex_blender", "tools") for p in (REPO / folder).rglob("*.py")

@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bake import psnr, random_model
 
-from nex_core.bake import bake_model, camera_span
-from nex_core.baked import read_baked, write_baked
-from nex_core.baked_render import render_baked
-from nex_core.cameras import Camera
+from nex_core.export.bake import bake_model, camera_span
 from nex_core.export.gltf import EXTENSION, Z_UP_TO_Y_UP, export_glb
 from nex_core.export.webview import SHADER_DIR, ViewerServer, viewer_config
-from test_bake import psnr, random_model
+from nex_core.io.baked import read_baked, write_baked
+from nex_core.io.baked_render import render_baked
+from nex_core.io.cameras import Camera
 
 REPO = Path(__file__).resolve().parents[1]
 JS = REPO / "tools" / "js"
@@ -366,8 +366,8 @@ def test_nex_export_writes_a_glb_from_a_baked_directory(tiny, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
-    from nex_core import config as config_mod
-    from nex_core.train import Trainer
+    from nex_core.io import config as config_mod
+    from nex_core.training.trainer import Trainer
 
     cfg = config_mod.preset("tiny")
     cfg.data.scene = str(REPO / "data" / "scenes" / "shiny_demo")
@@ -382,7 +382,7 @@ def test_trained_run_exports_and_views(trained_run, tmp_path):
     """`nex export` bakes a run without a baked MPI (recording the training cameras' span), writes a valid
     .glb, and the viewer matches the reference renderer at a held-out view of the real scene."""
     from nex_core.cli import main
-    from nex_core.run import open_run
+    from nex_core.runtime.run import open_run
 
     out = tmp_path / "demo.glb"
     assert main(["export", str(trained_run), "--gltf", str(out), "--compress-level", "1"]) == 0

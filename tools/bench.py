@@ -45,15 +45,16 @@ REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
 from bench_baseline import BaselineTrainer, reference_settings  # noqa: E402
-from nex_core import config as config_mod  # noqa: E402
-from nex_core.allocator import keep_freed_memory  # noqa: E402
-from nex_core.cameras import Camera, opencv_to_llff  # noqa: E402
-from nex_core.config import RunConfig  # noqa: E402
-from nex_core.cpuinfo import first_processor_fields  # noqa: E402
-from nex_core.model import NexModel, alpha_offset  # noqa: E402
-from nex_core.mpi import MPIGeometry, plane_depths, rays_in_reference_frame  # noqa: E402
-from nex_core.render import chunk_for_budget, render_image  # noqa: E402
-from nex_core.train import Trainer, cpu_flags_and_vendor, gradient_loss, sample_l_shaped  # noqa: E402
+
+from nex_core.io import config as config_mod
+from nex_core.io.cameras import Camera, opencv_to_llff
+from nex_core.io.config import RunConfig
+from nex_core.model.cpuinfo import first_processor_fields
+from nex_core.model.mpi import MPIGeometry, plane_depths, rays_in_reference_frame
+from nex_core.model.nex_model import NexModel, alpha_offset
+from nex_core.runtime.allocator import keep_freed_memory
+from nex_core.runtime.render import chunk_for_budget, render_image
+from nex_core.training.trainer import Trainer, cpu_flags_and_vendor, gradient_loss, sample_l_shaped
 
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
 SECTIONS = ("bench-s", "paper", "fast", "render", "bake", "profile", "cuda")
@@ -130,7 +131,7 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The matrix-relevant feature flags of this CPU (nex_core.train reads them for the precision choice)."""
+    """The matrix-relevant feature flags of this CPU (nex_core.training.trainer reads them for the precision choice)."""
     flags, _ = cpu_flags_and_vendor()
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
 
@@ -297,8 +298,8 @@ def worker_render(spec: dict) -> dict:
 
 def worker_bake(spec: dict) -> dict:
     """bake_run of a trained run directory into a fresh folder."""
-    from nex_core.bake import bake_run
-    from nex_core.run import open_run
+    from nex_core.export.bake import bake_run
+    from nex_core.runtime.run import open_run
 
     device = torch.device(spec["device"])
     run = open_run(Path(spec["run_dir"]), spec["device"])
@@ -319,7 +320,7 @@ class _Enough(Exception):
 def worker_bake_paper(spec: dict) -> dict:
     """``bake_to_dir`` of a random paper-shape model, stopped after ``planes`` planes (CPU) or run to the
     end; the whole bake extrapolated from the per-plane pace."""
-    from nex_core.bake import bake_to_dir
+    from nex_core.export.bake import bake_to_dir
 
     device = torch.device(spec["device"])
     model, ref = paper_model(spec["device"])
@@ -405,7 +406,7 @@ def section_bench_s(args, device: torch.device, tmp: Path) -> Section:
     cfg = fast_config(args.scene, str(device))
     ours = Trainer(cfg, tmp / f"bs-ours-{device.type}")
     autograd_mlp = Trainer(with_precision(cfg, "bf16"), tmp / f"bs-bf16-autograd-{device.type}")
-    autograd_mlp.model.fused_mlp = False  # F_theta under plain autograd: what nex_core.fused_mlp buys
+    autograd_mlp.model.fused_mlp = False  # F_theta under plain autograd: what nex_core.model.fused_mlp buys
     runs = {"ours": ours, "ours-bf16-autograd-mlp": autograd_mlp,
             "ours-bf16": Trainer(with_precision(cfg, "bf16"), tmp / f"bs-bf16-{device.type}"),
             "ours-grid-bf16": Trainer(with_grid(with_precision(cfg, "bf16")), tmp / f"bs-grid-{device.type}"),
@@ -428,7 +429,7 @@ def section_bench_s(args, device: torch.device, tmp: Path) -> Section:
 
 def _psnr_fp32(trainer: Trainer) -> float:
     """Held-out PSNR of a Trainer's model rendered in fp32."""
-    from nex_core.train import psnr_from_mse
+    from nex_core.training.trainer import psnr_from_mse
     s = trainer.scene
     values = [psnr_from_mse(float(np.mean((render_image(trainer.model, trainer.ref_camera, s.cameras[i]) -
                                            s.images[i]) ** 2))) for i in s.test_ids]
@@ -614,9 +615,9 @@ def ensure_run_dir(args, tmp: Path) -> Path:
 def section_bake(args, device: torch.device, tmp: Path) -> Section:
     sec = Section("bake" if device.type == "cpu" else "bake-cuda")
     try:
-        import nex_core.bake  # noqa: F401
+        import nex_core.export.bake  # noqa: F401
     except ImportError as exc:
-        sec.skipped = f"not available: nex_core.bake cannot be imported ({exc})"
+        sec.skipped = f"not available: nex_core.export.bake cannot be imported ({exc})"
         return sec
     run_dir = ensure_run_dir(args, tmp)
     spec = {"device": str(device), "run_dir": str(run_dir), "out_dir": str(tmp / f"baked-{device.type}")}
@@ -781,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT_TAG + json.dumps(WORKERS[args.worker](json.loads(args.spec))), flush=True)
         return 0
     machine = machine_info()
-    # What `nex train` does (nex_core.allocator); it applies to ours and the baseline alike.
+    # What `nex train` does (nex_core.runtime.allocator); it applies to ours and the baseline alike.
     machine["allocator"] = "glibc default" if args.allocator == "default" else (
         "freed memory kept" if keep_freed_memory() else "glibc default (mallopt unavailable)")
     machine["load_average_start"] = load_average()

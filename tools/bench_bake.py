@@ -23,14 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import nex_core.bake as bake_mod  # noqa: E402
-from nex_core.bake import _bake_planes, bake_to_dir, chunk_for  # noqa: E402
-from nex_core.baked import read_layout  # noqa: E402
-from nex_core.cameras import Camera  # noqa: E402
-from nex_core.config import ModelConfig  # noqa: E402
-from nex_core.model import NexModel  # noqa: E402
-from nex_core.mpi import MPIGeometry, plane_depths  # noqa: E402
-
+import nex_core.export.bake as bake_mod
+from nex_core.export.bake import _bake_planes, bake_to_dir, chunk_for
+from nex_core.io.baked import read_layout
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig
+from nex_core.model.mpi import MPIGeometry, plane_depths
+from nex_core.model.nex_model import NexModel
 
 timer = {"f_theta": 0.0}
 _plane_values = bake_mod.plane_values

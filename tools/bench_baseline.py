@@ -11,7 +11,7 @@ Per step, nothing carried over from earlier steps:
 * the view direction and the basis MLP evaluated per plane x ray;
 * plain fp32, over-compositing with an exclusive cumulative product.
 
-Same parameterisation and initialisation as :class:`nex_core.model.NexModel` (same ``ModelConfig`` and
+Same parameterisation and initialisation as :class:`nex_core.model.nex_model.NexModel` (same ``ModelConfig`` and
 ``MPIGeometry``; modules are created in the same order, so the same seed gives the same weights) and the
 same pixel conventions, so the two render the same image for the same weights
 (``tests/test_bench_baseline.py``). Where it differs from the reference, it follows ``nex_core``:
@@ -40,12 +40,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nex_core.cameras import Camera
-from nex_core.config import ModelConfig, RunConfig
-from nex_core.mpi import CameraBatch, MPIGeometry
-from nex_core.model import alpha_offset
-from nex_core.scene import Scene
-from nex_core.train import build_geometry, load_scene_for, psnr_from_mse, sample_l_shaped
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig, RunConfig
+from nex_core.io.scene import Scene
+from nex_core.model.mpi import CameraBatch, MPIGeometry
+from nex_core.model.nex_model import alpha_offset
+from nex_core.training.trainer import build_geometry, load_scene_for, psnr_from_mse, sample_l_shaped
 
 Tensor = torch.Tensor
 
@@ -263,7 +263,7 @@ def reference_settings(cfg: RunConfig, sigmoid_offset: float = REFERENCE_SIGMOID
 
 
 class BaselineTrainer:
-    """Trains :class:`BaselineNex` with ``nex_core.train.Trainer``'s data, ray sampler (same seed: the same
+    """Trains :class:`BaselineNex` with ``nex_core.training.trainer.Trainer``'s data, ray sampler (same seed: the same
     rays step for step), loss weights, Adam groups and learning-rate schedule; no files written."""
 
     def __init__(self, cfg: RunConfig, scene: Scene | None = None, device: torch.device | str = "cpu"):
@@ -336,7 +336,8 @@ __all__ = ["BaselineNex", "BaselineTrainer", "Cameras", "baseline_loss", "homogr
 
 if __name__ == "__main__":  # pragma: no cover - a quick smoke run
     import sys
-    from nex_core import config as config_mod
+
+    from nex_core.io import config as config_mod
     cfg = config_mod.preset("fast")
     cfg.data.scene = str(Path(__file__).resolve().parents[1] / "data" / "scenes" / "shiny_demo")
     trainer = BaselineTrainer(cfg)

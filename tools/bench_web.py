@@ -26,13 +26,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nex_core.bake import bake_model, bake_to_dir, camera_span  # noqa: E402
-from nex_core.baked import read_layout, write_baked  # noqa: E402
-from nex_core.cameras import Camera  # noqa: E402
-from nex_core.config import ModelConfig  # noqa: E402
-from nex_core.export.webview import ViewerServer, viewer_config  # noqa: E402
-from nex_core.model import NexModel  # noqa: E402
-from nex_core.mpi import MPIGeometry, plane_depths  # noqa: E402
+from nex_core.export.bake import bake_model, bake_to_dir, camera_span
+from nex_core.export.webview import ViewerServer, viewer_config
+from nex_core.io.baked import read_layout, write_baked
+from nex_core.io.cameras import Camera
+from nex_core.io.config import ModelConfig
+from nex_core.model.mpi import MPIGeometry, plane_depths
+from nex_core.model.nex_model import NexModel
 
 
 def main() -> int:

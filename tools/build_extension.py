@@ -1,15 +1,15 @@
 """Build the installable Blender extension zip of the NeX add-on.
 
 Copies ``nex_blender/`` (the extension package, with its ``blender_manifest.toml``) to a staging folder,
-adds the torch-free modules of ``nex_core`` the add-on imports as ``nex_blender/_vendor/nex_core``
-(absolute ``nex_core.`` imports rewritten to relative ones, so the copy is self-contained), checks that
-none of them imports torch or a module left out, then validates and builds the zip with Blender's own
+adds the torch-free folder ``nex_core/io/`` (with the package's ``__init__.py``) whole as
+``nex_blender/_vendor/nex_core`` (absolute ``nex_core.`` imports rewritten to relative ones, so the copy is
+self-contained), checks that none of it imports torch, bpy or a nex_core module outside the folder, then validates and builds the zip with Blender's own
 extension tool (``blender_ext.py`` from the ``bpy`` wheel, or ``--blender-ext PATH``).
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python tools/build_extension.py                # -> dist/nex_blender-<version>.zip
-    /work/venv/bin/python tools/build_extension.py --out /tmp/ext --validate-only
+    .venv/bin/python tools/build_extension.py                # -> dist/nex_blender-<version>.zip
+    .venv/bin/python tools/build_extension.py --out /tmp/ext --validate-only
 
 Install the zip in Blender with Edit > Preferences > Get Extensions > Install from Disk, or
 ``blender --command extension install-file -r user_default -e dist/nex_blender-<version>.zip``.
@@ -33,12 +33,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ADDON_DIR = REPO_ROOT / "nex_blender"
 CORE_DIR = REPO_ROOT / "nex_core"
 
-# The torch-free nex_core modules the add-on needs (paths relative to nex_core/).
-VENDORED = (
-    "__init__.py", "cameras.py", "errors.py", "events.py", "config.py", "baked.py", "baked_render.py",
-    "scene/__init__.py", "scene/types.py", "scene/images.py", "scene/llff.py", "scene/colmap.py",
-    "scene/blender.py", "scene/loader.py",
-)
+# The torch-free folder the add-on vendors whole, and the package file above it (paths below nex_core/).
+TORCH_FREE_DIR = "io"
+
+
+def vendored_files(core_dir: Path = CORE_DIR) -> tuple[str, ...]:
+    """``__init__.py`` and every module below ``nex_core/io/``, as paths relative to ``nex_core/``."""
+    below = sorted(p.relative_to(core_dir).as_posix() for p in (core_dir / TORCH_FREE_DIR).rglob("*.py"))
+    return ("__init__.py", *below)
+
+
+VENDORED = vendored_files()
 # Imports allowed in vendored modules besides the standard library and other vendored modules. Pillow
 # and tomli_w are imported lazily by functions the add-on does not call (it reads pixels with Blender).
 ALLOWED_THIRD_PARTY = {"numpy", "PIL", "tomli_w", "pycolmap"}
@@ -108,7 +113,7 @@ def check_vendored(core_dir: Path = CORE_DIR) -> None:
                 problems.append(f"nex_core/{rel}:{line} imports {name}; the add-on must stay free of it")
             elif top == "nex_core" and name not in vendored and _is_module(core_dir, name):
                 problems.append(f"nex_core/{rel}:{line} imports {name}, which is not vendored "
-                                "(add it to VENDORED in tools/build_extension.py if it is torch-free)")
+                                f"(the add-on may import only nex_core/{TORCH_FREE_DIR}/)")
             elif top != "nex_core" and top not in ALLOWED_THIRD_PARTY and top not in sys.stdlib_module_names:
                 problems.append(f"nex_core/{rel}:{line} imports {name}, which Blender's Python does not have")
     if problems:

@@ -17,11 +17,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nex_core import config as config_mod  # noqa: E402
-from nex_core.baked import read_baked  # noqa: E402
-from nex_core.baked_render import render_baked  # noqa: E402
-from nex_core.metrics import psnr  # noqa: E402
-from nex_core.scene.loader import load_cameras  # noqa: E402
+from nex_core.evaluation.metrics import psnr
+from nex_core.io import config as config_mod
+from nex_core.io.baked import read_baked
+from nex_core.io.baked_render import render_baked
+from nex_core.io.scene.loader import load_cameras
 
 
 def main(argv: list[str] | None = None) -> int:

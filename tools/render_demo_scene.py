@@ -38,7 +38,7 @@ if str(REPO_ROOT) not in sys.path:
 import bpy  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 
-from nex_core.cameras import look_at_opencv, opencv_to_llff, opencv_to_opengl, opengl_to_opencv  # noqa: E402
+from nex_core.io.cameras import look_at_opencv, opencv_to_llff, opencv_to_opengl, opengl_to_opencv
 
 GENERATOR_VERSION = "1.0.0"
 DEFAULT_OUT = REPO_ROOT / "data" / "scenes" / "shiny_demo"

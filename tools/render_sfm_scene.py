@@ -31,9 +31,9 @@ for _p in (REPO_ROOT, REPO_ROOT / "tools"):
         sys.path.insert(0, str(_p))
 
 import bpy  # noqa: E402
-
 import render_demo_scene as demo  # noqa: E402  (shared bpy helpers: materials, meshes, camera placement)
-from nex_core.cameras import look_at_opencv  # noqa: E402
+
+from nex_core.io.cameras import look_at_opencv
 
 RIG_SEED = 7
 RIG_CENTER = np.array([0.0, 0.0, 1.3])

@@ -30,10 +30,10 @@ def cmd_bake(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ..bake import bake_run
-    from ..baked import read_layout
-    from ..errors import ConfigError
-    from ..run import open_run
+    from ..export.bake import bake_run
+    from ..io.baked import read_layout
+    from ..io.errors import ConfigError
+    from ..runtime.run import open_run
 
     if not 2 <= args.lut_size <= 4096:
         raise ConfigError(f"--lut-size {args.lut_size}: choose between 2 and 4096 (default 256)")

@@ -27,8 +27,8 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..export.gltf import export_glb
+    from ..io.errors import ConfigError
     from .view import ensure_baked
 
     out = Path(args.gltf)

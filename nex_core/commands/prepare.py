@@ -1,5 +1,5 @@
 """``nex prepare PHOTOS_DIR``: camera poses for a folder of photos (COLMAP via pycolmap), as a scene
-folder ``nex train`` reads. See :mod:`nex_core.scene.sfm` for what each phase does."""
+folder ``nex train`` reads. See :mod:`nex_core.sfm.pipeline` for what each phase does."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class PreparePrinter:
 
 
 def _options(args: argparse.Namespace):
-    from nex_core.scene.sfm import PrepareOptions
+    from ..sfm.pipeline import PrepareOptions
 
     return PrepareOptions(width=args.width or None, matcher=args.matcher, focal_px=args.focal_px,
                           fov_deg=args.fov_deg, refine_focal=args.refine_focal, force=args.force,
@@ -98,9 +98,9 @@ def _quiet_colmap(verbose: bool) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from nex_core.cli import StopFlag
-    from nex_core.errors import CancelledError
-    from nex_core.scene.sfm import default_scene_dir, prepare_scene
+    from ..cli import StopFlag
+    from ..io.errors import CancelledError
+    from ..sfm.pipeline import default_scene_dir, prepare_scene
 
     photos = Path(args.photos)
     out = Path(args.out) if args.out else default_scene_dir(photos.resolve())

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 def find_baked(path: Path) -> Path:
     """RUN itself if it holds mpi.json, else RUN/baked (which may not exist yet)."""
-    from ..baked import MANIFEST
+    from ..io.baked import MANIFEST
 
     return path if (path / MANIFEST).is_file() else path / "baked"
 
@@ -33,9 +33,9 @@ def find_baked(path: Path) -> Path:
 def training_span(run_dir: Path) -> dict | None:
     """The training cameras' span for a bake made before the span was recorded (None if unknown)."""
     try:
-        from .. import config as config_mod
-        from ..bake import camera_span
-        from ..train import load_scene_for
+        from ..export.bake import camera_span
+        from ..io import config as config_mod
+        from ..training.trainer import load_scene_for
 
         cfg = config_mod.load(run_dir / "config.toml")
         scene = load_scene_for(cfg)
@@ -47,7 +47,7 @@ def training_span(run_dir: Path) -> dict | None:
 def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
     """(baked MPI directory, exit code) for a run or baked directory, baking the run first (4096 atlases)
     when it has none and ``no_bake`` is false; a non-zero code is the failed bake's."""
-    from ..errors import ConfigError, FormatError
+    from ..io.errors import ConfigError, FormatError
 
     if not path.exists():
         raise ConfigError(f"{path}: no such run or baked directory; check the path")
@@ -65,9 +65,9 @@ def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from ..baked import read_layout
-    from ..errors import ConfigError
     from ..export.webview import ViewerServer, viewer_config
+    from ..io.baked import read_layout
+    from ..io.errors import ConfigError
 
     path = Path(args.run)
     baked, code = ensure_baked(path, args.no_bake)

@@ -40,9 +40,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..baked import BakedMPI, encode_signed, encode_unsigned, read_baked, read_layout
-from ..baked_render import basis_from_lut
-from ..errors import NexError
+from ..io.baked import BakedMPI, encode_signed, encode_unsigned, read_baked, read_layout
+from ..io.baked_render import basis_from_lut
+from ..io.errors import NexError
 
 EXTENSION = "EXT_nex_mpi"
 EXTENSION_VERSION = 1

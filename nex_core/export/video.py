@@ -8,10 +8,10 @@ from typing import Callable
 import imageio.v2 as imageio
 import numpy as np
 
-from ..cameras import Camera, spiral_path
-from ..errors import NexError
-from ..render import render_image
-from ..run import TrainedRun
+from ..io.cameras import Camera, spiral_path
+from ..io.errors import NexError
+from ..runtime.render import render_image
+from ..runtime.run import TrainedRun
 
 
 def focus_depth(dmin: float, dmax: float) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..baked import MANIFEST, read_layout
+from ..io.baked import MANIFEST, read_layout
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 SHADER_DIR = Path(__file__).resolve().parent / "shaders"

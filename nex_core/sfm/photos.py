@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from nex_core.errors import ImageError, SceneError
-from nex_core.scene.images import IMAGE_EXTENSIONS
+from ..io.errors import ImageError, SceneError
+from ..io.scene.images import IMAGE_EXTENSIONS
 
 MIN_PHOTOS = 12
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)

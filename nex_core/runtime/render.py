@@ -7,9 +7,9 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from .cameras import Camera
-from .model import NexModel
-from .mpi import CameraBatch, pixel_grid, rays_in_reference_frame
+from ..io.cameras import Camera
+from ..model.mpi import CameraBatch, pixel_grid, rays_in_reference_frame
+from ..model.nex_model import NexModel
 
 
 def chunk_for_budget(model: NexModel, budget_bytes: float = 1.5e9) -> int:
@@ -19,7 +19,7 @@ def chunk_for_budget(model: NexModel, budget_bytes: float = 1.5e9) -> int:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    from .train import is_out_of_memory
+    from ..training.trainer import is_out_of_memory
 
     return is_out_of_memory(exc)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nex_core.errors import ImageError
+from ..errors import ImageError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def list_images(folder: Path) -> list[Path]:
 def target_size(width: int, height: int, new_width: int | None) -> tuple[int, int]:
     """Size after resizing ``width x height`` to ``new_width`` (height by aspect ratio, rounded).
 
-    Uses the same rounding as :meth:`nex_core.cameras.Camera.resized`.
+    Uses the same rounding as :meth:`nex_core.io.cameras.Camera.resized`.
     """
     if new_width is None or new_width == width:
         return width, height

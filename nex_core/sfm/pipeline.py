@@ -1,14 +1,14 @@
 """``nex prepare``: a folder of photos -> a scene NeX trains on, with COLMAP run in-process by pycolmap.
 
 Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``events.jsonl`` phase, see
-:mod:`nex_core.events`):
+:mod:`nex_core.io.events`):
 
 1. ``photos`` -- list the photos, check they fit one camera, copy them upright (and at most ``width``
-   pixels wide) into a working folder (:mod:`nex_core.scene.photos`).
+   pixels wide) into a working folder (:mod:`nex_core.sfm.photos`).
 2. ``features`` -- SIFT, in batches of photos. One shared SIMPLE_RADIAL camera (f, cx, cy, k1); the focal
    length comes from ``--focal-px`` / ``--fov-deg``, else EXIF, else COLMAP's guess (1.2 x the larger
    side) refined by bundle adjustment. A known focal length is held fixed in bundle adjustment unless
-   ``refine_focal`` (:func:`nex_core.scene.sfm_colmap.mapper_options`).
+   ``refine_focal`` (:func:`nex_core.sfm.colmap_run.mapper_options`).
 3. ``matching`` -- exhaustive (every pair) up to 60 photos, sequential above (or as asked): COLMAP's
    sequential pairing with its defaults (quadratic overlap 10: each photo with the next one and then
    with ones about 2, 4, 8, ... places further in file-name order, so shooting order matters; about 6
@@ -16,13 +16,13 @@ Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``e
    matching is not offered (it needs a downloaded vocabulary). Fails early when too few photos overlap.
 4. ``mapping`` -- incremental mapping (progress per placed photo). If COLMAP splits the photos into
    several models the largest is kept; the others' photos are reported as not placed. The model is
-   then checked (:mod:`nex_core.scene.sfm_checks`); an implausible one is refused with advice.
+   then checked (:mod:`nex_core.sfm.checks`); an implausible one is refused with advice.
 5. ``undistortion`` -- ``undistort_images``: PINHOLE camera, undistorted (and slightly cropped) images.
 6. ``writing`` -- the scene: ``images/``, ``sparse/0/`` (binary COLMAP model), ``poses_bounds.npy`` (LLFF
    rows in sorted file-name order: ``opencv_to_llff`` pose, ``[H, W, fx]``, near, far),
    ``hwf_cxcy.npy`` (``[h, w, fx, fy, cx, cy]``, so the exact principal point survives) and
-   ``prepare_report.json``. Near/far: :func:`nex_core.scene.sfm_checks.point_depth_bounds`. The scene is
-   then loaded with :func:`nex_core.scene.load_scene` as ``nex train`` will, and its plane range reported.
+   ``prepare_report.json``. Near/far: :func:`nex_core.sfm.checks.point_depth_bounds`. The scene is
+   then loaded with :func:`nex_core.io.scene.load_scene` as ``nex train`` will, and its plane range reported.
 
 Output safety: everything is built in ``SCENE_DIR/.nex-prepare/`` and moved into place only at the end. An
 existing scene is replaced only with ``force``; if the run fails or is cancelled, the old scene is left as
@@ -41,13 +41,13 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from nex_core.cameras import Camera, opencv_to_llff
-from nex_core.errors import CancelledError, ConfigError, ReconstructionError, SceneError
-from nex_core.events import EVENTS_FILE, EventLog, Listener
-from nex_core.scene.photos import MIN_PHOTOS, PhotoSet, brief_list, copy_upright, inspect_photos, output_size
-from nex_core.scene.sfm_checks import ModelStats, assess_model, check_overlap, model_stats, point_depth_bounds
-from nex_core.scene.sfm_colmap import (CameraPrior, Phase, Runner, StepSettings, choose_matcher, extract_features,
-                                       import_pycolmap, match_features, run_mapping, undistort)
+from ..io.cameras import Camera, opencv_to_llff
+from ..io.errors import CancelledError, ConfigError, ReconstructionError, SceneError
+from ..io.events import EVENTS_FILE, EventLog, Listener
+from .checks import ModelStats, assess_model, check_overlap, model_stats, point_depth_bounds
+from .colmap_run import (CameraPrior, Phase, Runner, StepSettings, choose_matcher, extract_features,
+                         import_pycolmap, match_features, run_mapping, undistort)
+from .photos import MIN_PHOTOS, PhotoSet, brief_list, copy_upright, inspect_photos, output_size
 
 WORK_DIR = ".nex-prepare"
 REPORT_FILE = "prepare_report.json"
@@ -244,7 +244,7 @@ def assemble_scene(undistorted: Path, staged: Path) -> None:
 
 def write_llff(staged: Path) -> tuple[np.ndarray, np.ndarray, list[Camera]]:
     """``poses_bounds.npy`` and ``hwf_cxcy.npy`` from the undistorted model; returns (near, far, cameras)."""
-    from nex_core.scene.colmap import read_colmap
+    from ..io.scene.colmap import read_colmap
 
     views = read_colmap(staged)  # cameras sorted by name, the order LLFF rows must have
     bounds = point_depth_bounds(import_pycolmap().Reconstruction(str(staged / "sparse" / "0")))
@@ -408,7 +408,7 @@ def _reconstruct(run: _Run, names: list[str], prior: CameraPrior) -> tuple[Any, 
 def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrior, stats: ModelStats,
            matching: dict[str, Any], warnings: list[str]) -> PrepareReport:
     """Stage the scene, check it loads, write the report, swap it into the scene folder."""
-    from nex_core.scene import load_scene
+    from ..io.scene import load_scene
 
     t = time.perf_counter()
     phase = Phase(run.log, "writing", 1, "scene")

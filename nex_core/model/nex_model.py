@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from ..io.config import ModelConfig
 from .fused_mlp import compute_dtype, fused_trunk, trunk_input
 from .mpi import MPIGeometry, composite_over, plane_intersections, sample_planes
 

@@ -6,7 +6,7 @@ optional ``transforms_test.json`` (their frames are merged; the test file's fram
 * Intrinsics: ``fl_x``/``fl_y``/``cx``/``cy`` (instant-ngp, pixels, for the resolution ``w`` x ``h``,
   default: the photo's size) win over ``camera_angle_x``/``camera_angle_y`` (radians, full field of
   view). ``fy`` defaults to ``fx`` (square pixels), ``cx, cy`` to the image centre ``w/2, h/2`` (the
-  half-pixel convention of :mod:`nex_core.cameras`). Any of these keys may also appear in a frame,
+  half-pixel convention of :mod:`nex_core.io.cameras`). Any of these keys may also appear in a frame,
   overriding the top level.
 * Poses: ``transform_matrix`` is camera-to-world with OpenGL/Blender camera axes (x right, y up,
   z backward); it is converted to OpenCV axes.
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nex_core.cameras import Camera, opengl_to_opencv
-from nex_core.errors import ImageError, PoseError
-from nex_core.scene.images import image_size
-from nex_core.scene.types import PosedViews
+from ..cameras import Camera, opengl_to_opencv
+from ..errors import ImageError, PoseError
+from .images import image_size
+from .types import PosedViews
 
 SINGLE_FILE = "transforms.json"
 TRAIN_FILE = "transforms_train.json"

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import torch
 
-from . import config as config_mod
-from .cameras import Camera
+from ..io import config as config_mod
+from ..io.cameras import Camera
+from ..io.config import RunConfig
+from ..io.errors import CheckpointError, ConfigError
+from ..io.scene import Scene
+from ..model.mpi import MPIGeometry
+from ..model.nex_model import NexModel
+from ..training.trainer import (build_geometry, load_scene_for, model_settings, render_autocast_dtype,
+                                resolve_device)
 from .checkpoint import fingerprint, list_checkpoints, load_checkpoint
-from .config import RunConfig
-from .errors import CheckpointError, ConfigError
-from .model import NexModel
-from .mpi import MPIGeometry
-from .scene import Scene
-from .train import build_geometry, load_scene_for, model_settings, render_autocast_dtype, resolve_device
 
 
 @dataclass

@@ -16,10 +16,10 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from .baked import BakedMPI, BakedWriter, MPIInfo
-from .cameras import Camera, relative_pose
-from .model import NexModel
-from .mpi import MPIGeometry
+from ..io.baked import BakedMPI, BakedWriter, MPIInfo
+from ..io.cameras import Camera, relative_pose
+from ..model.mpi import MPIGeometry
+from ..model.nex_model import NexModel
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -205,7 +205,7 @@ def bake_to_dir(model: NexModel, geom: MPIGeometry, ref_camera: Camera, train_ca
 
 def bake_run(run, out_dir: Path | None = None, max_texture: int = 4096, lut_size: int = 256,
              progress: Progress | None = None, compress_level: int = 3) -> Path:
-    """Bake a trained run (:class:`nex_core.run.TrainedRun`) into ``out_dir`` (default RUN/baked)."""
+    """Bake a trained run (:class:`nex_core.runtime.run.TrainedRun`) into ``out_dir`` (default RUN/baked)."""
     out = Path(out_dir) if out_dir is not None else run.run_dir / "baked"
     cfg = run.cfg
     # Names, not absolute paths: a baked directory is meant to be shared (web, engines).

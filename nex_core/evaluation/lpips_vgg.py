@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import NexError
+from ..io.errors import NexError
 
 ENV_VGG_WEIGHTS = "NEX_LPIPS_VGG_WEIGHTS"
 ENV_LIN_WEIGHTS = "NEX_LPIPS_LIN_WEIGHTS"

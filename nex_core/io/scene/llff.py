@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nex_core.cameras import Camera, llff_to_opencv
-from nex_core.errors import ImageError, PoseError
-from nex_core.scene.images import list_images
-from nex_core.scene.types import PosedViews
+from ..cameras import Camera, llff_to_opencv
+from ..errors import ImageError, PoseError
+from .images import list_images
+from .types import PosedViews
 
 POSES_FILE = "poses_bounds.npy"
 INTRINSICS_FILE = "hwf_cxcy.npy"

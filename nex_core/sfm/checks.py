@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nex_core.errors import ReconstructionError
-from nex_core.scene.photos import brief_list
-from nex_core.scene.sfm_colmap import CameraPrior
+from ..io.errors import ReconstructionError
+from .colmap_run import CameraPrior
+from .photos import brief_list
 
 MIN_POINTS3D = 100
 MAX_MEAN_REPROJ_PX = 2.0

@@ -11,8 +11,8 @@ from typing import Callable
 import imageio.v3 as iio
 import numpy as np
 
-from .render import render_image
-from .run import TrainedRun
+from ..runtime.render import render_image
+from ..runtime.run import TrainedRun
 
 
 @dataclass

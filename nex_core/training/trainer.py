@@ -17,20 +17,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import config as config_mod
-from .cameras import Camera
-from .checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
-                         remove_partial_checkpoints, save_checkpoint)
-from .config import RunConfig
-from .cpuinfo import first_processor_fields
-from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device,
-                          shard_triples, shutdown, wrap_model)
-from .errors import ConfigError, DamagedCheckpointError, TrainingError
-from .events import EventLog, Listener
-from .model import NexModel
-from .mpi import CameraBatch, MPIGeometry, plane_depths, rays_in_reference_frame
-from .render import render_image
-from .scene import Scene, load_scene
+from ..io import config as config_mod
+from ..io.cameras import Camera
+from ..io.config import RunConfig
+from ..io.errors import ConfigError, DamagedCheckpointError, TrainingError
+from ..io.events import EventLog, Listener
+from ..io.scene import Scene, load_scene
+from ..model.cpuinfo import first_processor_fields
+from ..model.mpi import CameraBatch, MPIGeometry, plane_depths, rays_in_reference_frame
+from ..model.nex_model import NexModel
+from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
+                                  remove_partial_checkpoints, save_checkpoint)
+from ..runtime.render import render_image
+from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device, shard_triples,
+                          shutdown, wrap_model)
 
 Tensor = torch.Tensor
 PREVIEW_FILE = "preview.png"  # the reference view as trained so far, rewritten at every checkpoint

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from nex_core.errors import CancelledError, ReconstructionError, SceneError
-from nex_core.events import EventLog
-from nex_core.scene.photos import brief_list
+from ..io.errors import CancelledError, ReconstructionError, SceneError
+from ..io.events import EventLog
+from .photos import brief_list
 
 CAMERA_MODEL = "SIMPLE_RADIAL"
 EXHAUSTIVE_MAX_IMAGES = 60

@@ -34,13 +34,13 @@ from typing import Callable
 
 import numpy as np
 
-from nex_core.cameras import Camera, pose_problem
-from nex_core.errors import ConfigError, ImageError, PoseError, SceneError
-from nex_core.scene.blender import find_transforms, read_blender
-from nex_core.scene.colmap import find_model_dir, read_colmap
-from nex_core.scene.images import image_size, list_images, load_images, target_size
-from nex_core.scene.llff import POSES_FILE, read_llff
-from nex_core.scene.types import PlaneSpec, PosedViews, Scene
+from ..cameras import Camera, pose_problem
+from ..errors import ConfigError, ImageError, PoseError, SceneError
+from .colmap import find_model_dir, read_colmap
+from .images import image_size, list_images, load_images, target_size
+from .llff import POSES_FILE, read_llff
+from .transforms_json import find_transforms, read_blender
+from .types import PlaneSpec, PosedViews, Scene
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, DamagedCheckpointError
+from ..io.errors import CheckpointError, DamagedCheckpointError
 
 FORMAT = "nex-checkpoint"
 VERSION = 2

@@ -1,7 +1,7 @@
 """Image-quality metrics as the NeX paper reports them: PSNR, SSIM and LPIPS (VGG).
 
 Importing this module and using :func:`psnr` / :func:`ssim` does not import torch; LPIPS loads torch
-(and :mod:`nex_core.lpips_vgg`) on first use. Images are float arrays ``[H, W, 3]`` in ``[0, 1]``;
+(and :mod:`nex_core.evaluation.lpips_vgg`) on first use. Images are float arrays ``[H, W, 3]`` in ``[0, 1]``;
 torch tensors of that layout are accepted too.
 
 SSIM and the 2021 NeX reference
@@ -41,7 +41,7 @@ _lpips_model: Any = None  # cached LPIPSVGG, built on first use
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy re-exports from :mod:`nex_core.lpips_vgg` (they import torch)."""
+    """Lazy re-exports from :mod:`nex_core.evaluation.lpips_vgg` (they import torch)."""
     if name in ("LPIPSVGG", "lpips_status"):
         from . import lpips_vgg
 
@@ -108,7 +108,7 @@ def ssim_reference_quirk(pred: Any, target: Any) -> float:
 
 
 def lpips_status() -> tuple[bool, str]:
-    """(available, reason) for LPIPS: see :func:`nex_core.lpips_vgg.lpips_status`."""
+    """(available, reason) for LPIPS: see :func:`nex_core.evaluation.lpips_vgg.lpips_status`."""
     from . import lpips_vgg
 
     return lpips_vgg.lpips_status()
@@ -149,7 +149,7 @@ def lpips(pred: Any, target: Any, device: Any = None) -> float | None:
 
     When None, report "unavailable: " + ``lpips_status()[1]``. Like the NeX reference, images are
     mapped to [-1, 1] and compared at full resolution. ``device`` defaults to CUDA when available.
-    A present but unreadable weight file raises :class:`nex_core.errors.NexError`.
+    A present but unreadable weight file raises :class:`nex_core.io.errors.NexError`.
     """
     import torch
 

@@ -1,8 +1,8 @@
-"""A torch-free numpy renderer of a :class:`~nex_core.baked.BakedMPI`: the reference for every real-time
+"""A torch-free numpy renderer of a :class:`~nex_core.io.baked.BakedMPI`: the reference for every real-time
 renderer (WebGL viewer, glTF shader, Blender node group).
 
 For each target pixel: the ray in the reference frame; per plane its intersection (the same mapping as
-``nex_core.mpi.plane_intersections`` and the plane homographies); bilinear texture reads at texel
+``nex_core.model.mpi.plane_intersections`` and the plane homographies); bilinear texture reads at texel
 centres (grid_sample ``align_corners=False``): alpha and k0 with zero padding, coefficients clamped to
 the edge; coefficients read where the ray meets its layer's first plane; the basis read from the LUT at
 the ray's (vx, vy), clamped to the LUT's range; ``clamp(k0 + sum_n k_n H_n, 0, 1)``; front-to-back over.

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nex_core.cameras import Camera, invert_pose
-from nex_core.errors import ImageError, PoseError, SceneError
-from nex_core.scene.images import list_images
-from nex_core.scene.types import PosedViews
+from ..cameras import Camera, invert_pose
+from ..errors import ImageError, PoseError, SceneError
+from .images import list_images
+from .types import PosedViews
 
 IMAGES_DIR = "images"
 MODEL_DIRS = ("sparse/0", "sparse")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cameras import Camera, relative_pose
+from ..io.cameras import Camera, relative_pose
 
 Tensor = torch.Tensor
 

@@ -496,7 +496,7 @@ def _replaceable(path: Path) -> bool:
 
 def _manifest(info: MPIInfo, textures: list[TextureSpec], tiles: dict[str, list[Tile]],
               max_texture: int) -> dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     return {
         "format": FORMAT_NAME,

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .errors import ConfigError
+from ..io.errors import ConfigError
 
 
 @dataclass(frozen=True)

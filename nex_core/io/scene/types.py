@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nex_core.cameras import Camera
+from ..cameras import Camera
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Scene:
 
 @dataclass
 class PosedViews:
-    """What a format reader returns, before images are loaded (internal to ``nex_core.scene``).
+    """What a format reader returns, before images are loaded (internal to ``nex_core.io.scene``).
 
     Views are sorted by name. Each camera's ``width``/``height`` is the resolution its intrinsics refer
     to, which may differ from the images on disk (the loader rescales).

@@ -1,0 +1,2 @@
+"""The NeX model in torch: MPI geometry and ray maths (``mpi``), the networks (``nex_model``) and the fused
+CPU form of the coefficient MLP with its C kernel (``fused_mlp``, ``cpu_kernels``)."""

@@ -1,0 +1,1 @@
+"""Training: the optimisation loop (``trainer``) and its multi-process (DDP) plumbing (``distributed``)."""
