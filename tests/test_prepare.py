@@ -28,6 +28,7 @@ from nex_core.io.scene import load_scene
 from nex_core.sfm import checks as sfm_checks
 from nex_core.sfm import colmap_run as sfm_colmap
 from nex_core.sfm import photos as photos_mod
+from nex_core.sfm import options, scene_output
 from nex_core.sfm import pipeline as sfm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +45,8 @@ def _noise_image(path: Path, seed: int, size: tuple[int, int] = (160, 120)) -> N
     small.resize(size, Image.Resampling.BICUBIC).save(path)
 
 
-def _options(**kw) -> sfm.PrepareOptions:
-    return sfm.PrepareOptions(num_threads=2, **kw)
+def _options(**kw) -> options.PrepareOptions:
+    return options.PrepareOptions(num_threads=2, **kw)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def rendered(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prepared(rendered: Path, tmp_path_factory) -> tuple[Path, sfm.PrepareReport, list[dict]]:
+def prepared(rendered: Path, tmp_path_factory) -> tuple[Path, options.PrepareReport, list[dict]]:
     scene_dir = tmp_path_factory.mktemp("sfm_scene") / "scene"
     events: list[dict] = []
     report = sfm.prepare_scene(rendered / "images", scene_dir, _options(), listeners=[events.append])
@@ -139,9 +140,9 @@ def test_prepare_recovers_the_cameras(prepared, rendered: Path) -> None:
 @needs_bpy
 def test_prepared_scene_files(prepared) -> None:
     scene_dir, report, _ = prepared
-    for name in ("images", "sparse/0/cameras.bin", "poses_bounds.npy", "hwf_cxcy.npy", sfm.REPORT_FILE):
+    for name in ("images", "sparse/0/cameras.bin", "poses_bounds.npy", "hwf_cxcy.npy", scene_output.REPORT_FILE):
         assert (scene_dir / name).exists(), name
-    assert not (scene_dir / sfm.WORK_DIR).exists()
+    assert not (scene_dir / scene_output.WORK_DIR).exists()
     pb = np.load(scene_dir / "poses_bounds.npy")
     assert pb.shape == (16, 17) and np.all(np.isfinite(pb))
     assert np.all(pb[:, 15] > 0) and np.all(pb[:, 15] < pb[:, 16])
@@ -152,7 +153,7 @@ def test_prepared_scene_files(prepared) -> None:
 
     rec = pycolmap.Reconstruction(str(scene_dir / "sparse" / "0"))
     assert {c.model_name for c in rec.cameras.values()} == {"PINHOLE"}
-    on_disk = json.loads((scene_dir / sfm.REPORT_FILE).read_text())
+    on_disk = json.loads((scene_dir / scene_output.REPORT_FILE).read_text())
     assert on_disk["images_registered"] == 16 and 0 < on_disk["dmin"] < on_disk["dmax"]
     assert report.near_range[0] <= report.dmin and report.dmax <= report.far_range[1]
 
@@ -204,7 +205,7 @@ def test_existing_scene_needs_force_and_survives_a_failed_force(prepared, tmp_pa
         sfm.prepare_scene(noise, copy, _options(force=True, max_features=500))
     assert (copy / "poses_bounds.npy").read_bytes() == before
     assert len(list((copy / "images").iterdir())) == 16
-    assert not (copy / sfm.WORK_DIR).exists()
+    assert not (copy / scene_output.WORK_DIR).exists()
     assert read_events(copy / "events.jsonl")[-1]["kind"] == "error"
 
 
@@ -225,8 +226,8 @@ def test_cancel_during_mapping(rendered: Path, tmp_path: Path) -> None:
     mapping_start = next(e["time"] for e in events if e["phase"] == "mapping" and e["kind"] == "progress")
     assert events[-1]["time"] - mapping_start < 5.0
     assert not any(e["phase"] == "undistortion" for e in events)
-    assert sfm.existing_outputs(tmp_path / "scene") == []
-    assert not (tmp_path / "scene" / sfm.WORK_DIR).exists()
+    assert scene_output.existing_outputs(tmp_path / "scene") == []
+    assert not (tmp_path / "scene" / scene_output.WORK_DIR).exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def test_corrupt_photo_is_named(tmp_path: Path) -> None:
     (photos / "p03.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match=r"p03\.png.*(truncated|corrupt)"):
         sfm.prepare_scene(photos, tmp_path / "scene", _options())
-    assert sfm.existing_outputs(tmp_path / "scene") == []
+    assert scene_output.existing_outputs(tmp_path / "scene") == []
 
 
 def test_non_overlapping_photos(tmp_path: Path) -> None:
@@ -293,9 +294,9 @@ def test_mixed_resolutions_are_resized(tmp_path: Path) -> None:
 
 def test_output_inside_photos_output_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lie inside the output"):
-        sfm.check_paths(tmp_path / "scene" / "images", tmp_path / "scene")
+        scene_output.check_paths(tmp_path / "scene" / "images", tmp_path / "scene")
     with pytest.raises(ConfigError, match="must differ"):
-        sfm.check_paths(tmp_path, tmp_path)
+        scene_output.check_paths(tmp_path, tmp_path)
 
 
 def _jpeg_with_exif(path: Path, size: tuple[int, int], orientation: int = 1, f35: float | None = None) -> None:
@@ -380,7 +381,7 @@ def test_swap_in_replaces_the_old_outputs(tmp_path: Path) -> None:
     (staged / "images").mkdir(parents=True)
     (staged / "images" / "new.png").write_bytes(b"new")
     (staged / "poses_bounds.npy").write_bytes(b"npy")
-    replaced = sfm.swap_in(staged, scene, tmp_path / "old")
+    replaced = scene_output.swap_in(staged, scene, tmp_path / "old")
     assert replaced == ["images", "planes.txt"]
     assert sorted(p.name for p in scene.iterdir()) == ["images", "mine.txt", "poses_bounds.npy"]
     assert [p.name for p in (scene / "images").iterdir()] == ["new.png"]

@@ -39,150 +39,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
-from ..io.cameras import Camera, opencv_to_llff
-from ..io.errors import CancelledError, ConfigError, ReconstructionError, SceneError
+from ..io.errors import CancelledError, ReconstructionError
 from ..io.events import EVENTS_FILE, EventLog, Listener
-from .checks import ModelStats, assess_model, check_overlap, model_stats, point_depth_bounds
-from .colmap_run import (CameraPrior, Phase, Runner, StepSettings, choose_matcher, extract_features,
-                         import_pycolmap, match_features, run_mapping, undistort)
-from .photos import MIN_PHOTOS, PhotoSet, brief_list, copy_upright, inspect_photos, output_size
+from .checks import ModelStats, assess_model, check_overlap, model_stats
+from .colmap_run import (CameraPrior, Phase, Runner, choose_matcher, extract_features, import_pycolmap,
+                         match_features, run_mapping, undistort)
+from .options import PrepareOptions, PrepareReport, check_options, default_scene_dir
+from .photos import PhotoSet, brief_list, copy_upright, inspect_photos, output_size
+from .scene_output import (REPORT_FILE, WORK_DIR, assemble_scene, check_existing, check_paths,
+                           existing_outputs, swap_in, write_llff)
 
-WORK_DIR = ".nex-prepare"
-REPORT_FILE = "prepare_report.json"
-OUTPUTS = ("images", "sparse", "poses_bounds.npy", "hwf_cxcy.npy", REPORT_FILE, "planes.txt")
-MATCHERS = ("auto", "exhaustive", "sequential")
 VALIDATION_WIDTH = 128
-
-
-@dataclass
-class PrepareOptions:
-    """Settings of one ``nex prepare`` run."""
-
-    width: int | None = 1600  # shrink photos to at most this width (None: keep their size)
-    matcher: str = "auto"  # auto, exhaustive or sequential
-    focal_px: float | None = None  # focal length in pixels of the photos as stored (before width)
-    fov_deg: float | None = None  # horizontal field of view in degrees (alternative to focal_px)
-    refine_focal: bool = False  # let bundle adjustment refine a known (flag / EXIF) focal length
-    force: bool = False  # replace an existing scene
-    max_features: int = 8192  # SIFT features per photo
-    num_threads: int = -1  # -1: all cores
-    seed: int = 0  # RANSAC / mapper random seed
-    min_images: int = MIN_PHOTOS  # fewest photos accepted (and fewest that must be placed)
-
-    def step_settings(self) -> StepSettings:
-        return StepSettings(max_features=self.max_features, num_threads=self.num_threads, seed=self.seed)
-
-
-@dataclass
-class PrepareReport:
-    """What ``nex prepare`` did; written as ``prepare_report.json``."""
-
-    photos_dir: str
-    scene_dir: str
-    images_total: int
-    images_registered: int
-    unregistered: list[str]
-    ignored_files: list[str]
-    mean_reprojection_error_px: float
-    points3d: int
-    mean_track_length: float
-    input_size: list[int]  # [W, H] of the photos given to COLMAP
-    output_size: list[int]  # [W, H] of the undistorted images
-    focal_px: float  # of the undistorted images
-    fov_x_deg: float
-    focal_source: str  # "--focal-px", "--fov-deg", "exif", "estimated"
-    focal_fixed: bool
-    radial_k1: float
-    matcher: str
-    pairs_matched: int
-    pairs_verified: int
-    baseline_ratio: float  # camera spread / median point depth
-    dmin: float  # the MPI plane range `nex train` will use by default
-    dmax: float
-    ref_image: str
-    near_range: list[float]  # [smallest, largest] near bound over the photos
-    far_range: list[float]
-    timings_s: dict[str, float]
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    pycolmap_version: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self, messages: bool = True) -> str:
-        """A few human-readable lines (with the notes and warnings unless ``messages`` is False)."""
-        lines = [f"registered {self.images_registered}/{self.images_total} photos"
-                 + (f"; not placed: {brief_list(self.unregistered)}" if self.unregistered else ""),
-                 f"{self.points3d} 3D points, mean reprojection error {self.mean_reprojection_error_px:.3f} px, "
-                 f"mean track length {self.mean_track_length:.1f}",
-                 f"camera: {self.output_size[0]}x{self.output_size[1]} pinhole, focal {self.focal_px:.1f} px "
-                 f"(horizontal FOV {self.fov_x_deg:.1f} deg; {self.focal_source}"
-                 f"{', held fixed' if self.focal_fixed else ', refined'})",
-                 f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})",
-                 "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())]
-        if messages:
-            lines += [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------
-# Options, paths
-
-
-def default_scene_dir(photos_dir: Path) -> Path:
-    """``<photos>_scene`` beside the photo folder."""
-    return photos_dir.with_name(photos_dir.name + "_scene")
-
-
-def check_options(options: PrepareOptions) -> None:
-    if options.matcher not in MATCHERS:
-        raise ConfigError(f"matcher must be one of {', '.join(MATCHERS)}, got {options.matcher!r}")
-    if options.focal_px is not None and options.fov_deg is not None:
-        raise ConfigError("give either --focal-px or --fov-deg, not both")
-    if options.focal_px is not None and not (math.isfinite(options.focal_px) and options.focal_px > 0):
-        raise ConfigError(f"--focal-px must be a positive number of pixels, got {options.focal_px}")
-    if options.fov_deg is not None and not 1.0 <= options.fov_deg <= 179.0:
-        raise ConfigError(f"--fov-deg must be a horizontal field of view between 1 and 179 degrees, "
-                          f"got {options.fov_deg}")
-    if options.width is not None and options.width < 16:
-        raise ConfigError(f"--width must be at least 16 pixels (800 or more works best), got {options.width}")
-    if options.max_features < 100:
-        raise ConfigError(f"--max-features must be at least 100, got {options.max_features}")
-    if options.min_images < 2:
-        raise ConfigError(f"min_images must be >= 2, got {options.min_images}")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def check_paths(photos_dir: Path, scene_dir: Path) -> None:
-    """The scene folder must not be, or hold, the photos."""
-    if photos_dir == scene_dir:
-        raise ConfigError(f"the scene folder must differ from the photo folder ({photos_dir}): pass --out "
-                          "SCENE_DIR (default: <photos>_scene)")
-    for name in ("images", "sparse", WORK_DIR):
-        if _inside(photos_dir, scene_dir / name):
-            raise ConfigError(f"the photos in {photos_dir} lie inside the output {scene_dir / name}, which "
-                              "nex prepare replaces: move the photos to another folder (e.g. "
-                              f"{scene_dir / 'photos'}) and prepare from there")
-
-
-def existing_outputs(scene_dir: Path) -> list[str]:
-    """The outputs of a previous run present in ``scene_dir``."""
-    return [name for name in OUTPUTS if (scene_dir / name).exists()]
-
-
-def check_existing(scene_dir: Path, force: bool) -> None:
-    if scene_dir.exists() and not scene_dir.is_dir():
-        raise ConfigError(f"{scene_dir} is a file: pass a folder as --out")
-    found = existing_outputs(scene_dir)
-    if found and not force:
-        raise SceneError(f"{scene_dir} already holds a prepared scene ({', '.join(found)}): pass --force to "
-                         "replace it (the old one stays until the new one is complete) or choose another --out")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,69 +92,6 @@ def camera_prior(photos: PhotoSet, size: tuple[int, int], options: PrepareOption
     else:
         return CameraPrior(width, height, None, "estimated", fixed=False)
     return CameraPrior(width, height, focal, source, fixed=not options.refine_focal)
-
-
-# --------------------------------------------------------------------------------------------------
-# Writing the scene
-
-
-def assemble_scene(undistorted: Path, staged: Path) -> None:
-    """``images/`` and ``sparse/0/`` of the scene from ``undistort_images``' output folder."""
-    staged.mkdir(parents=True)
-    shutil.move(str(undistorted / "images"), str(staged / "images"))
-    model = staged / "sparse" / "0"
-    model.mkdir(parents=True)
-    for item in (undistorted / "sparse").iterdir():
-        if item.is_file():
-            shutil.move(str(item), str(model / item.name))
-
-
-def write_llff(staged: Path) -> tuple[np.ndarray, np.ndarray, list[Camera]]:
-    """``poses_bounds.npy`` and ``hwf_cxcy.npy`` from the undistorted model; returns (near, far, cameras)."""
-    from ..io.scene.colmap import read_colmap
-
-    views = read_colmap(staged)  # cameras sorted by name, the order LLFF rows must have
-    bounds = point_depth_bounds(import_pycolmap().Reconstruction(str(staged / "sparse" / "0")))
-    near = np.array([bounds[Path(n).name][0] for n in views.names])
-    far = np.array([bounds[Path(n).name][1] for n in views.names])
-    bad = [n for n, lo, hi in zip(views.names, near, far) if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi)]
-    if bad:
-        raise ReconstructionError(f"no usable 3D points in front of the camera for {brief_list(bad)}: the model "
-                                  "is inconsistent; take more overlapping photos")
-    rows = []
-    for cam, lo, hi in zip(views.cameras, near, far):
-        hwf = np.array([[cam.height], [cam.width], [cam.fx]], dtype=np.float64)
-        rows.append(np.concatenate([np.hstack([opencv_to_llff(cam.c2w), hwf]).ravel(), [lo, hi]]))
-    np.save(staged / "poses_bounds.npy", np.asarray(rows, dtype=np.float64))
-    cam = views.cameras[0]
-    hwf_cxcy = np.array([cam.height, cam.width, cam.fx, cam.fy, cam.cx, cam.cy], dtype=np.float64)
-    np.save(staged / "hwf_cxcy.npy", hwf_cxcy.reshape(6, 1))
-    return near, far, views.cameras
-
-
-def swap_in(staged: Path, scene_dir: Path, old_dir: Path) -> list[str]:
-    """Replace the outputs in ``scene_dir`` with those in ``staged``; on failure put the old ones back.
-
-    Returns the names of old outputs that were replaced (they end up in ``old_dir``).
-    """
-    old_dir.mkdir(parents=True, exist_ok=True)
-    replaced = existing_outputs(scene_dir)
-    moved_out: list[str] = []
-    moved_in: list[str] = []
-    try:
-        for name in replaced:
-            (scene_dir / name).rename(old_dir / name)
-            moved_out.append(name)
-        for item in sorted(staged.iterdir()):
-            item.rename(scene_dir / item.name)
-            moved_in.append(item.name)
-    except OSError:
-        for name in moved_in:
-            (scene_dir / name).rename(staged / name)
-        for name in moved_out:
-            (old_dir / name).rename(scene_dir / name)
-        raise
-    return replaced
 
 
 # --------------------------------------------------------------------------------------------------
