@@ -18,9 +18,7 @@ sum of the two heads' gradients. Here:
 
 The arithmetic is that of :meth:`NexModel.plane_outputs` (tests compare both, values and gradients, and
 gradcheck this in float64); products run in autocast's dtype when it is on, as they would under autograd.
-Measured on the ``fast`` preset's shape (2-core Xeon with AMX, bf16): F_theta's forward and backward
-81 -> 63 ms, then a training step 86 -> 76 ms with the bias column and the joint heads; see
-docs/benchmarks.md.
+What each of these bought on a CPU step is measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
