@@ -154,14 +154,34 @@ def test_plain_ops_stand_in_where_onednn_cannot(monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("mkldnn bf16 path needs the cpu support avx512bw, avx512vl and avx512dq")
 
-    monkeypatch.setattr(fused_mlp, "_fused_linear_failed", set())
+    monkeypatch.setattr(fused_mlp, "_fused_linear_works", {})
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", refuse, raising=False)
     a1, c1, g1 = outputs_and_grads(model, coords, fused=True)
-    assert fused_mlp._fused_linear_failed == {torch.float32}
+    assert fused_mlp._fused_linear_works == {torch.float32: False}
     torch.testing.assert_close(a1, a0, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(c1, c0, rtol=1e-5, atol=1e-5)
     for name in g0:
         torch.testing.assert_close(g1[name], g0[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_out_of_memory_in_the_fused_call_surfaces_and_keeps_the_fused_path(monkeypatch):
+    """Only the up-front probe decides whether the fused call is used: an allocation failure in a real
+    call is raised (the caller halves its chunk), not taken for "unsupported" and hidden for good."""
+    if not fused_mlp.has_fused_linear(torch.ones(2, 2)):
+        pytest.skip("oneDNN's fused linear is not available here")
+    real = torch.ops.mkldnn._linear_pointwise
+
+    def out_of_memory(x, *args):
+        if x.shape[0] > 2:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+        return real(x, *args)
+
+    monkeypatch.setattr(fused_mlp, "_fused_linear_works", {})
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", out_of_memory, raising=False)
+    x, w = torch.ones(64, 4), torch.ones(3, 4)
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        fused_mlp.linear_leaky_relu(x, w, None, 0.01)
+    assert fused_mlp._fused_linear_works == {torch.float32: True} and fused_mlp.has_fused_linear(x)
 
 
 @pytest.mark.parametrize("grad", [False, True])

@@ -23,6 +23,8 @@ What each of these bought on a CPU step is measured in docs/benchmarks.md.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from .cpu_kernels import native_leaky_relu_grad
 
 Tensor = torch.Tensor
+log = logging.getLogger(__name__)
 
 
 def compute_dtype(device_type: str, fallback: torch.dtype) -> torch.dtype:
@@ -39,24 +42,36 @@ def compute_dtype(device_type: str, fallback: torch.dtype) -> torch.dtype:
     return fallback
 
 
-_fused_linear_failed: set[torch.dtype] = set()  # dtypes oneDNN refused on this machine (e.g. bf16 on old CPUs)
+_fused_linear_works: dict[torch.dtype, bool] = {}  # per dtype: whether oneDNN's fused call runs here
+
+
+def _probe_fused_linear(dtype: torch.dtype) -> bool:
+    """Run oneDNN's linear + leaky ReLU once on a tiny input: some builds and CPUs refuse a dtype (bf16 on
+    old CPUs). Deciding up front, not by catching errors from real calls, lets a real failure (out of
+    memory above all) surface instead of silently switching the fused path off for the process."""
+    if dtype not in _fused_linear_works:
+        x, w, b = torch.ones(2, 4, dtype=dtype), torch.ones(3, 4, dtype=dtype), torch.zeros(3, dtype=dtype)
+        try:
+            torch.ops.mkldnn._linear_pointwise(x, w, b, "leaky_relu", [0.01], "")
+            _fused_linear_works[dtype] = True
+        except (RuntimeError, TypeError) as exc:
+            log.info("oneDNN's fused linear + leaky ReLU does not run for %s here (%s); using addmm", dtype, exc)
+            _fused_linear_works[dtype] = False
+    return _fused_linear_works[dtype]
 
 
 def has_fused_linear(x: Tensor) -> bool:
     """Whether oneDNN's linear + leaky ReLU in one call can take ``x``."""
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-            and x.dtype not in _fused_linear_failed and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+            and _probe_fused_linear(x.dtype))
 
 
 def linear_leaky_relu(x: Tensor, weight: Tensor, bias: Tensor | None, slope: float) -> Tensor:
     """leaky_relu(x @ weight.T + bias) for x [N, in] (no bias when None); one oneDNN call where available,
     else a product and an in-place leaky ReLU (same values up to rounding)."""
     if has_fused_linear(x):
-        try:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "leaky_relu", [slope], "")
-        except (RuntimeError, TypeError):  # this build or CPU cannot run it for this dtype: plain ops from now on
-            _fused_linear_failed.add(x.dtype)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "leaky_relu", [slope], "")
     z = x @ weight.t() if bias is None else torch.addmm(bias, x, weight.t())
     return F.leaky_relu(z, slope, inplace=True)
 
