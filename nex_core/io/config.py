@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .config_ranges import check_ranges
 from .errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -182,7 +183,7 @@ def _coerce(value: Any, type_name: Any, where: str) -> Any:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Raise ConfigError for settings that cannot work."""
+    """Raise ConfigError for settings that cannot work, naming the setting and what it accepts."""
     m, t, d = cfg.model, cfg.train, cfg.data
     checks = [
         (m.layers >= 1 and m.sublayers >= 1, "model.layers and model.sublayers must be >= 1"),
@@ -205,6 +206,7 @@ def validate(cfg: RunConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_ranges(cfg)  # then every field against its range (config_ranges.RULES)
 
 
 def save(cfg: RunConfig, path: Path) -> None:
