@@ -43,7 +43,8 @@ import numpy as np
 
 from ..io.cameras import Camera, opencv_to_llff
 from ..io.errors import CancelledError, ConfigError, ReconstructionError, SceneError
-from ..io.events import EVENTS_FILE, EventLog, Listener
+from ..io.events import EventLog, Listener
+from ..io.run_files import EVENTS_FILE
 from .checks import ModelStats, assess_model, check_overlap, model_stats, point_depth_bounds
 from .colmap_run import (CameraPrior, Phase, Runner, StepSettings, choose_matcher, extract_features,
                          import_pycolmap, match_features, run_mapping, undistort)
