@@ -31,7 +31,8 @@ def _same_views(a, b) -> None:
         (b.format, b.names, b.train_ids, b.test_ids, b.ref_id, b.size)
     assert np.array_equal(a.near, b.near, equal_nan=True) and np.array_equal(a.far, b.far, equal_nan=True)
     for x, y in zip(a.cameras, b.cameras, strict=True):
-        assert (x.width, x.height, x.fx, x.fy, x.cx, x.cy, x.name) == (y.width, y.height, y.fx, y.fy, y.cx, y.cy, y.name)
+        assert (x.width, x.height, x.fx, x.fy, x.cx, x.cy) == (y.width, y.height, y.fx, y.fy, y.cx, y.cy)
+        assert x.name == y.name
         assert np.array_equal(x.c2w, y.c2w)
 
 
@@ -158,7 +159,8 @@ def test_doctor_answer_round_trip_and_refusals():
     raw = json.loads(report.encode())
     assert raw["kind"] == "nex-doctor" and raw["missing"] == [] and raw["ok"] is True
     assert DoctorReport.decode(report.encode()) == report
-    for text, words in (("", "not JSON"), ("[]", "not an answer"), ('{"kind": "nex-doctor", "version": 2}', "version 2"),
+    for text, words in (("", "not JSON"), ("[]", "not an answer"),
+                        ('{"kind": "nex-doctor", "version": 2}', "version 2"),
                         ('{"kind": "nex-doctor", "version": 1, "python": "3"}', "incomplete")):
         with pytest.raises(FormatError, match=words):
             DoctorReport.decode(text)
