@@ -154,19 +154,19 @@ def test_colmap_through_background_python(addon, tmp_path):
         assert np.allclose(a.c2w, b.c2w) and (a.fx, a.fy, a.cx, a.cy) == (b.fx, b.fy, b.cx, b.cy)
 
 
-def test_pure_camera_maths(addon):
-    from nex_core.io.cameras import Camera
-
-    cam = Camera(200, 100, 180.0, 170.0, 96.0, 55.0, np.eye(4))
-    p = addon.camera_import.blender_camera_params(cam)
-    assert abs(p.lens / p.sensor_width - 0.9) < 1e-12 and abs(p.shift_x - 0.02) < 1e-12
-
-    class Data:  # a stand-in for bpy.types.Camera
-        type, sensor_fit, sensor_width, sensor_height = "PERSP", "HORIZONTAL", p.sensor_width, 24.0
-        lens, shift_x, shift_y, name = p.lens, p.shift_x, p.shift_y, "c"
-
-    fx, fy, cx, cy = addon.camera_import.intrinsics_from_blender(Data, 200, 100, *p.pixel_aspect)
-    assert np.allclose([fx, fy, cx, cy], [180.0, 170.0, 96.0, 55.0])
+def test_scene_the_addon_cannot_read_goes_through_nex_cameras(addon, monkeypatch, tmp_path):
+    """A scene whose reader needs a package Blender's Python lacks is read by `nex cameras --json`."""
+    logic = addon._core.module("addon.cameras")
+    monkeypatch.setattr(logic, "FORMAT_PACKAGES", {"llff": "nex_no_such_package"})
+    assert logic.missing_reader(DEMO_SCENE) == "nex_no_such_package"
+    via = addon.camera_import.read_scene_cameras(DEMO_SCENE, holdout=4, python=sys.executable)
+    direct = load_cameras(DEMO_SCENE, holdout=4)
+    assert type(via).__module__.startswith(addon._core.PACKAGE)  # decoded by the vendored answers module
+    assert via.names == direct.names and via.test_ids == direct.test_ids and via.ref_id == direct.ref_id
+    assert np.array_equal(via.near, direct.near) and np.array_equal(via.cameras[3].c2w, direct.cameras[3].c2w)
+    (tmp_path / "images").mkdir()
+    with pytest.raises(addon._core.module("errors").SceneError, match="no photos found"):
+        addon.camera_import.read_scene_cameras_with(sys.executable, tmp_path)
 
 
 def test_missing_scene_is_reported(scene, bpy_module, tmp_path):

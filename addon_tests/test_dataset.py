@@ -79,7 +79,7 @@ def test_render_dataset(scene, bpy_module, addon, tmp_path):
     for a, b in zip(llff.cameras, nerf.cameras):
         assert np.allclose(a.c2w, b.c2w, atol=1e-9)
         assert np.allclose([a.fx, a.fy, a.cx, a.cy], [b.fx, b.fy, b.cx, b.cy])
-    fx, fy, cx, cy = addon.camera_import.intrinsics_from_blender(cam.data, 40, 30)
+    fx, fy, cx, cy = addon._core.module("addon.cameras").intrinsics_from_blender(cam.data, 40, 30)
     assert np.allclose([llff.cameras[0].fx, llff.cameras[0].cx, llff.cameras[0].cy], [fx, cx, cy])
     centres = np.stack([c.center for c in llff.cameras])
     assert np.linalg.norm(centres.mean(0) - np.array(cam.matrix_world.translation)) < 0.1

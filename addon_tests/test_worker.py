@@ -170,6 +170,15 @@ def test_python_without_torch_is_explained(scene, addon, bpy_module, tmp_path):
     assert bpy.ops.nex.check_python() == {"FINISHED"} and prefs.check_ok
 
 
+def test_check_reads_the_doctors_answer(addon, tmp_path):
+    check = addon.prefs.check_python(sys.executable)
+    assert check.ok and check.report.missing == [] and check.report.executable == sys.executable
+    assert check.summary.startswith("Python ") and "nex_core 0.1.0" in check.summary and "torch 2." in check.summary
+    assert {p.name for p in check.report.packages} >= {"torch", "numpy", "pycolmap"}
+    missing = addon.prefs.check_python(str(tmp_path / "no-such-python"))
+    assert not missing.ok and missing.report is None and "no such program" in missing.summary
+
+
 def test_missing_interpreter_is_refused(scene, bpy_module, tmp_path):
     bpy = bpy_module
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences

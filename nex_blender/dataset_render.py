@@ -6,15 +6,14 @@ and angle (seeded), renders the scene into ``images/view_XXX.png``; ``poses_boun
 ``hwf_cxcy.npy`` when the principal point is off-centre or the pixels are not square) and
 ``transforms.json`` (NeRF axes, with per-view ``near``/``far``) record the exact poses. Depth bounds come
 from ray casts through a grid of pixels of every view (0.9 x nearest, 1.1 x farthest hit); rays that hit
-nothing (open sky) are reported and the far bound is then the farthest hit times :data:`SKY_FAR_FACTOR`.
+nothing (open sky) are reported and the far bound is then the farthest hit times ``SKY_FAR_FACTOR``.
 
-So a heavy path-traced scene becomes a scene folder ``nex train`` reads, and then a real-time MPI.
+So a heavy path-traced scene becomes a scene folder ``nex train`` reads, and then a real-time MPI. The
+grid, bounds and pose files are computed by ``nex_core.io.addon.dataset``; this module renders and ray-casts.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,9 +24,9 @@ from mathutils import Matrix, Vector
 
 from . import _core, camera_import
 
-BOUNDS_GRID = (24, 18)
-NEAR_MARGIN, FAR_MARGIN = 0.9, 1.1
-SKY_FAR_FACTOR = 2.0
+
+def _logic():
+    return _core.module("addon.dataset")
 
 
 @dataclass
@@ -53,54 +52,18 @@ class DatasetResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """Rotation in OpenCV camera axes: yaw about y, pitch about x, roll about z (radians)."""
-    cy, sy = math.cos(yaw), math.sin(yaw)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cr, sr = math.cos(roll), math.sin(roll)
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-    return ry @ rx @ rz
-
-
-def grid_poses(center_c2w: np.ndarray, cols: int, rows: int, span_x: float, span_y: float, jitter: float,
-               angle_jitter_deg: float, seed: int) -> list[np.ndarray]:
-    """OpenCV c2w poses of a jittered grid in the camera's image plane, row-major (top row first, left
-    to right), all looking the centre camera's way (plus the angle jitter)."""
-    rng = np.random.default_rng(seed)
-    right, down = center_c2w[:3, 0], center_c2w[:3, 1]
-    dx = span_x / max(cols - 1, 1)
-    dy = span_y / max(rows - 1, 1)
-    out = []
-    for r in range(rows):
-        for c in range(cols):
-            jx, jy = rng.uniform(-jitter, jitter, 2)
-            angles = np.radians(rng.uniform(-1.0, 1.0, 3) * np.array([1.0, 1.0, 0.5]) * angle_jitter_deg)
-            m = center_c2w.copy()
-            offset = (c - (cols - 1) / 2 + jx) * dx * right + (r - (rows - 1) / 2 + jy) * dy * down
-            m[:3, 3] = center_c2w[:3, 3] + offset
-            m[:3, :3] = center_c2w[:3, :3] @ _rotation(*angles)
-            out.append(m)
-    return out
-
-
-def ray_depths(scene, depsgraph, cam, grid: tuple[int, int] = BOUNDS_GRID) -> tuple[np.ndarray, int]:
+def ray_depths(scene, depsgraph, cam, grid: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
     """z-depths of the first hits of rays through a grid of pixel centres of ``cam`` (a nex_core
-    Camera), and how many rays hit nothing."""
-    nx, ny = grid
-    us = (np.arange(nx) + 0.5) * cam.width / nx
-    vs = (np.arange(ny) + 0.5) * cam.height / ny
-    rot, origin = cam.c2w[:3, :3], cam.c2w[:3, 3]
+    Camera; default grid: ``BOUNDS_GRID``), and how many rays hit nothing."""
+    logic = _logic()
+    origin, dirs = logic.bounds_rays(cam, grid or logic.BOUNDS_GRID)
     depths, misses = [], 0
-    for v in vs:
-        for u in us:
-            d = rot @ np.array([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, 1.0])
-            hit, loc, *_ = scene.ray_cast(depsgraph, Vector(origin), Vector(d / np.linalg.norm(d)))
-            if hit:
-                depths.append(float(np.dot(np.array(loc) - origin, rot[:, 2])))
-            else:
-                misses += 1
+    for d in dirs:
+        hit, loc, *_ = scene.ray_cast(depsgraph, Vector(origin), Vector(d))
+        if hit:
+            depths.append(logic.z_depth(cam, loc))
+        else:
+            misses += 1
     return np.array(depths), misses
 
 
@@ -113,7 +76,7 @@ def render_dataset_steps(context, options: DatasetOptions,
     camera_obj = camera_obj or scene.camera
     if camera_obj is None or camera_obj.type != "CAMERA":
         raise ValueError("the scene has no active camera: add one and point it at what to capture")
-    cameras = _core.module("cameras")
+    cameras, logic = _core.module("cameras"), _logic()
     out = Path(options.out_dir)
     images_dir = out / "images"
     if images_dir.exists() and any(images_dir.iterdir()) and not options.overwrite:
@@ -126,15 +89,15 @@ def render_dataset_steps(context, options: DatasetOptions,
     centre = camera_import.camera_for(camera_obj, width, height, scene)
     depsgraph = context.evaluated_depsgraph_get()
     warnings = []
-    span_x = options.baseline
-    if span_x <= 0:
-        depths, _ = ray_depths(scene, depsgraph, centre, (9, 7))
+    median_depth = None
+    if options.baseline <= 0:
+        depths, _ = ray_depths(scene, depsgraph, centre, logic.BASELINE_GRID)
         if depths.size == 0:
             raise ValueError("the scene camera sees nothing (no ray hits any object); aim it at the scene")
-        span_x = 0.15 * float(np.median(depths))
-    span_y = span_x * (options.rows - 1) / max(options.cols - 1, 1) if options.rows > 1 else 0.0
-    poses = grid_poses(centre.c2w, options.cols, options.rows, span_x, span_y, options.jitter,
-                       options.angle_jitter_deg, options.seed)
+        median_depth = float(np.median(depths))
+    span_x, span_y = logic.grid_spans(options.cols, options.rows, options.baseline, median_depth)
+    poses = logic.grid_poses(centre.c2w, options.cols, options.rows, span_x, span_y, options.jitter,
+                             options.angle_jitter_deg, options.seed)
 
     rig_cam = bpy.data.objects.new("NeX dataset camera", camera_obj.data)
     scene.collection.objects.link(rig_cam)
@@ -157,8 +120,7 @@ def render_dataset_steps(context, options: DatasetOptions,
             if depths.size == 0:
                 raise ValueError(f"view {i} sees nothing: every bounds ray missed the scene")
             total_misses += misses
-            near = NEAR_MARGIN * float(depths.min())
-            far = FAR_MARGIN * float(depths.max()) * (SKY_FAR_FACTOR if misses else 1.0)
+            near, far = logic.view_bounds(depths, misses)
             name = f"view_{i:03d}.png"
             r.filepath = str(images_dir / name)
             bpy.ops.render.render(write_still=True)
@@ -172,9 +134,9 @@ def render_dataset_steps(context, options: DatasetOptions,
         bpy.data.objects.remove(rig_cam)
     if total_misses:
         warnings.append(f"{total_misses} bounds rays hit nothing (open background): far bounds were multiplied "
-                        f"by {SKY_FAR_FACTOR}; write planes.txt if the MPI's depth range needs a fix")
+                        f"by {logic.SKY_FAR_FACTOR}; write planes.txt if the MPI's depth range needs a fix")
     intr = (centre.fx, centre.fy, centre.cx, centre.cy)
-    write_dataset_files(out, names, poses, bounds, intr, (width, height))
+    logic.write_dataset_files(out, names, poses, bounds, intr, (width, height))
     yield len(poses), len(poses), DatasetResult(out, names, poses, bounds, intr, (width, height), warnings)
 
 
@@ -186,25 +148,3 @@ def render_dataset(context, options: DatasetOptions, camera_obj=None,
         if progress is not None:
             progress(done, total)
     return result
-
-
-def write_dataset_files(out: Path, names: list[str], c2ws: list[np.ndarray], bounds: list[tuple[float, float]],
-                        intrinsics: tuple[float, float, float, float], size: tuple[int, int]) -> None:
-    """poses_bounds.npy (+ hwf_cxcy.npy when needed) and transforms.json for the rendered views."""
-    cameras = _core.module("cameras")
-    fx, fy, cx, cy = intrinsics
-    w, h = size
-    hwf = np.array([[h], [w], [fx]], dtype=np.float64)
-    rows = [np.concatenate([np.hstack([cameras.opencv_to_llff(c), hwf]).ravel(), b]) for c, b in zip(c2ws, bounds)]
-    np.save(out / "poses_bounds.npy", np.array(rows, dtype=np.float64))
-    if abs(cx - w / 2) > 1e-6 or abs(cy - h / 2) > 1e-6 or abs(fx - fy) > 1e-9 * fx:
-        np.save(out / "hwf_cxcy.npy", np.array([[h], [w], [fx], [fy], [cx], [cy]], dtype=np.float64))
-    doc = {
-        "camera_angle_x": 2.0 * math.atan(w / (2.0 * fx)),
-        "camera_angle_y": 2.0 * math.atan(h / (2.0 * fy)),
-        "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": w, "h": h,
-        "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
-        "frames": [{"file_path": name, "transform_matrix": cameras.opencv_to_opengl(c).tolist(),
-                    "near": near, "far": far} for name, c, (near, far) in zip(names, c2ws, bounds)],
-    }
-    (out / "transforms.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -8,7 +8,8 @@ material (a NeX MPI node, see :mod:`shading`); per-plane tile offsets and the de
 layer's first plane are custom properties read by the material's Attribute nodes.
 
 The manifest is read with ``nex_core.io.baked.read_layout`` (no pixels decoded in Python); Blender loads
-the atlases itself, as Non-Color data.
+the atlases itself, as Non-Color data. The geometry, material grouping and opacity maths live in
+``nex_core.io.addon.planes`` (and the material specs in ``nex_core.io.addon.shading_spec``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ RIG_TAG = "nex_mpi_rig"
 PLANE_TAG = "nex_mpi_plane"
 BOUNCE_MARGIN = 8  # transparent bounces left for the user's own transparent objects
 OPAQUE_ENOUGH = 0.9  # below this mean opacity, scene-linear colours visibly differ from NeX's compositing
-OPACITY_BUDGET = 1 << 24  # alpha texels read back to measure the opacity (larger MPIs are not measured)
+
+
+def _planes():
+    return _core.module("addon.planes")
 
 
 @dataclass
@@ -55,73 +59,10 @@ class MPIImportResult:
     view_transform: tuple[str, str] | None = None  # (before, after) when changed
 
 
-def plane_rectangle(info, depth: float) -> tuple[float, float, float, float]:
-    """(x0, x1, y0, y1): the MPI plane at ``depth`` in the reference frame, OpenCV axes (y down); the
-    outer edges of the MPI's texels (reference pixels -offset .. W + offset)."""
-    x0 = (-info.offset - info.cx) / info.fx * depth
-    x1 = (info.width + info.offset - info.cx) / info.fx * depth
-    y0 = (-info.offset - info.cy) / info.fy * depth
-    y1 = (info.height + info.offset - info.cy) / info.fy * depth
-    return x0, x1, y0, y1
-
-
-def plane_mesh_data(info, depth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(centre [3], vertices [4, 3] relative to it, uvs [4, 2]) of a plane, rig frame (Blender axes).
-
-    The quad faces the reference camera (+Z); its UVs are the MPI's normalised texel coordinates (u to
-    the right, v up, as Blender images are stored bottom row first)."""
-    x0, x1, y0, y1 = plane_rectangle(info, depth)
-    # Blender axes: y up = -y(OpenCV); counter-clockwise seen from +Z.
-    corners = np.array([[x0, -y1, -depth], [x1, -y1, -depth], [x1, -y0, -depth], [x0, -y0, -depth]])
-    uvs = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
-    centre = corners.mean(0)
-    return centre, corners - centre, uvs
-
-
-def material_key(layout, plane: int) -> tuple[int, int]:
-    """Planes with equal keys share a material: the same layer (k0, coefficients, first-plane depth are
-    constants of the material) and the same alpha atlas (the tile offset is a per-plane attribute)."""
-    return plane // layout.info.sublayers, layout.tiles["alpha"][plane].texture
-
-
-def plane_attributes(layout, plane: int) -> dict[str, object]:
-    """The custom properties a plane's material reads: its alpha tile's offset in the atlas."""
-    tile = layout.tiles["alpha"][plane]
-    spec = layout.textures[tile.texture]
-    return {"nex_a": list(shading.tile_offset(tile.x, tile.y, spec.width, spec.height))}
-
-
-def shader_spec(layout, key: tuple[int, int], images: dict[int, str], view_dependent: bool = True,
-                linear_output: bool = True, filtering: str = "EXACT") -> shading.ShaderSpec:
-    info = layout.info
-    layer, alpha_texture = key
-    n = info.n_basis
-
-    def ref(index: int) -> shading.AtlasRef:
-        t = layout.textures[index]
-        return shading.AtlasRef(images[index], t.width, t.height)
-
-    k0 = layout.tiles["k0"][layer]
-    coeffs = [layout.tiles["coeff"][layer * n + b] for b in range(n)]
-    return shading.ShaderSpec(
-        fx=info.fx, fy=info.fy, cx=info.cx, cy=info.cy, offset=info.offset, mpi_width=info.mpi_width,
-        mpi_height=info.mpi_height, n_basis=n, lut_vx=info.lut_vx, lut_vy=info.lut_vy,
-        lut_width=info.lut_width, lut_height=info.lut_height,
-        lut_tiles=[(ref(t.texture), t.x, t.y) for t in layout.tiles["basis"]],
-        alpha=ref(alpha_texture), k0=ref(k0.texture), k0_tile=(k0.x, k0.y),
-        coeffs=[ref(t.texture) for t in coeffs], coeff_tiles=[(t.x, t.y) for t in coeffs],
-        d0=float(info.depths[layer * info.sublayers]),
-        view_dependent=view_dependent, linear_output=linear_output, filtering=filtering)
-
-
-def reference_camera_json(info) -> str:
-    return json.dumps({"width": info.width, "height": info.height, "fx": info.fx, "fy": info.fy,
-                       "cx": info.cx, "cy": info.cy})
-
-
 def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
     """Build the rig, planes and materials of the baked MPI in ``options.baked_dir``."""
-    baked = _core.module("baked")
+    baked, planes_logic = _core.module("baked"), _planes()
+    spec_logic = _core.module("addon.shading_spec")
     layout = baked.read_layout(Path(options.baked_dir))
     info = layout.info
     scene = context.scene
@@ -130,7 +71,7 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
     missing = [str(layout.path(t)) for t in layout.textures if not layout.path(t).is_file()]
     if missing:  # checked before anything is created, so a failed import leaves nothing behind
         raise _core.module("errors").FormatError(
-            f"{missing[0]}: texture listed in {layout.root / 'mpi.json'} is missing"
+            f"{missing[0]}: texture listed in {layout.root / baked.MANIFEST} is missing"
             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; copy the whole baked folder or "
             "bake again")
 
@@ -145,7 +86,7 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
     rig["nex_baked_dir"] = str(Path(options.baked_dir).resolve())
     rig["nex_planes"] = info.n_planes
     rig["nex_depths"] = list(info.depths)
-    rig["nex_reference_camera"] = reference_camera_json(info)
+    rig["nex_reference_camera"] = planes_logic.reference_camera_json(info)
     name = rig.name
 
     # Textures: each atlas once, as Non-Color data (the tree decodes the 8-bit codes itself).
@@ -172,10 +113,10 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
     planes = []
     for j, depth in enumerate(info.depths):
         layer, sub = divmod(j, info.sublayers)
-        key = material_key(layout, j)
+        key = planes_logic.material_key(layout, j)
         if key not in materials:
-            spec = shader_spec(layout, key, images, options.view_dependent, options.linear_output,
-                               options.filtering)
+            spec = spec_logic.shader_spec(layout, key, images, options.view_dependent, options.linear_output,
+                                          options.filtering)
             group = shading.new_group(f"{name} layer {layer} shader", spec, rig)
             mat, node = shading.build_material(f"{name} layer {layer}", group)
             with shading.suspend_rebuild():
@@ -183,7 +124,7 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
                 node.view_dependent, node.linear_output = options.view_dependent, options.linear_output
                 node.filtering = options.filtering
             materials[key] = mat
-        centre, verts, uvs = plane_mesh_data(info, depth)
+        centre, verts, uvs = planes_logic.plane_mesh_data(info, depth)
         mesh = bpy.data.meshes.new(f"{name} plane {j:03d}")
         mesh.from_pydata([tuple(v) for v in verts], [], [(0, 1, 2, 3)])
         uv_layer = mesh.uv_layers.new(name="MPI")
@@ -196,7 +137,7 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
         obj.parent = rig
         obj.matrix_parent_inverse = Matrix.Identity(4)
         obj.location = tuple(centre)
-        for attr, value in plane_attributes(layout, j).items():
+        for attr, value in planes_logic.plane_attributes(layout, j).items():
             obj[attr] = value
         obj[PLANE_TAG] = j
         obj["nex_layer"], obj["nex_sublayer"], obj["nex_depth"] = layer, sub, float(depth)
@@ -217,7 +158,7 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
     elif hasattr(scene, "cycles") and scene.cycles.transparent_max_bounces < info.n_planes:
         warnings.append(f"Cycles' transparent bounces ({scene.cycles.transparent_max_bounces}) are fewer than the "
                         f"{info.n_planes} planes: far planes will render black")
-    view = faithful_view_transform(options.linear_output)
+    view = planes_logic.faithful_view_transform(options.linear_output)
     changed = None
     if scene.view_settings.view_transform != view:
         if options.set_view_transform:
@@ -229,18 +170,11 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
     return MPIImportResult(rig, planes, list(materials.values()), coll, bounces, warnings, changed)
 
 
-def faithful_view_transform(linear_output: bool) -> str:
-    """The view transform under which the MPI's pixels come out as trained."""
-    return "Standard" if linear_output else "Raw"
-
-
 def reference_opacity(layout, images: dict[int, str]) -> float | None:
-    """Mean accumulated alpha of the MPI seen from its reference camera (there every plane's texel
-    (col, row) lies on the same ray, so it is 1 - prod_j (1 - alpha_j) per texel), from the loaded
-    alpha atlases; None when the MPI is too large to read back cheaply."""
-    tiles = layout.tiles["alpha"]
-    used = sorted({t.texture for t in tiles})
-    if sum(layout.textures[i].width * layout.textures[i].height for i in used) > OPACITY_BUDGET:
+    """Mean accumulated alpha of the MPI seen from its reference camera, from the loaded alpha atlases
+    (see ``planes.reference_opacity``); None when the MPI is too large to read back cheaply."""
+    used = _planes().opacity_atlases(layout)
+    if used is None:
         return None
     pixels = {}
     for index in used:
@@ -251,12 +185,7 @@ def reference_opacity(layout, images: dict[int, str]) -> float | None:
         buf = np.empty(w * h * img.channels, np.float32)
         img.pixels.foreach_get(buf)
         pixels[index] = buf.reshape(h, w, img.channels)[::-1, :, 0]  # Blender stores the bottom row first
-    transmittance = 1.0
-    for t in tiles:
-        transmittance = transmittance * (1.0 - pixels[t.texture][t.y:t.y + t.h, t.x:t.x + t.w])
-    info = layout.info
-    inner = transmittance[info.offset:info.offset + info.height, info.offset:info.offset + info.width]
-    return float(1.0 - inner.mean())
+    return _planes().reference_opacity(layout, pixels)
 
 
 def set_plane_options(obj, cast_shadows: bool | None = None, holdout: bool | None = None) -> None:

@@ -3,7 +3,6 @@ feature modules, and reports errors (the domain's NexError messages) instead of 
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import bpy
@@ -26,18 +25,24 @@ def _settings(context):
     return context.scene.nex
 
 
+def _jobs():
+    return _core.module("jobs")
+
+
+def _run_files(run_dir: Path):
+    return _core.module("run_files").RunFiles(run_dir)
+
+
 def _has_checkpoint(run_dir: Path) -> bool:
-    return bool(glob.glob(str(run_dir / "checkpoints" / "step_*.pt")))
+    return _run_files(run_dir).has_checkpoint()
 
 
-def _start_job(op, context, kind: str, args: list[str], run_dir: Path | None, events: Path | None,
-               log_path: Path, on_finish=None) -> set[str]:
-    """Start ``python -m nex_core.cli ARGS`` in the background for this scene."""
+def _start_job(op, context, spec, log_path: Path | None = None, on_finish=None) -> set[str]:
+    """Start the ``nex_core.io.jobs`` job ``spec`` in the background for this scene."""
+    kind = spec.kind
     try:
         python = prefs.background_python(context)
-        job = worker.Job(kind, [[python, "-m", "nex_core.cli", *args]], log_path=log_path, events_path=events,
-                         cwd=run_dir.parent if run_dir is not None and run_dir.parent.is_dir() else None,
-                         on_finish=on_finish)
+        job = worker.nex_job(spec, python, log_path=log_path, on_finish=on_finish)
         worker.start(context.scene.name, job)
     except worker.JobError as exc:
         return _fail(op, str(exc))
@@ -46,7 +51,7 @@ def _start_job(op, context, kind: str, args: list[str], run_dir: Path | None, ev
     job_state.error = job.status.error
     if job.status.error:  # failed to launch at all
         return _fail(op, job.status.error)
-    op.report({"INFO"}, f"{kind} started in the background (log: {log_path})")
+    op.report({"INFO"}, f"{kind} started in the background (log: {job.log_path})")
     return {"FINISHED"}
 
 
@@ -83,11 +88,11 @@ class NEX_OT_prepare(_WhenIdle, bpy.types.Operator):
         scene_dir = s.resolved_scene_dir() or photos.with_name(photos.name + "_scene")
         if scene_dir == photos:
             return _fail(self, "the scene folder must differ from the photo folder (Prepare writes a new folder)")
-        args = ["prepare", str(photos), "--out", str(scene_dir)] + (["--force"] if self.force else [])
+        spec = _jobs().PrepareJob(photos, scene_dir, force=self.force)
         scene_dir.parent.mkdir(parents=True, exist_ok=True)
         s.scene_dir = str(scene_dir)
-        log = Path(bpy.utils.extension_path_user(prefs.ADDON_ID, path="logs", create=True)) / "prepare.log"
-        return _start_job(self, context, "prepare", args, None, scene_dir / "events.jsonl", log)
+        logs = Path(bpy.utils.extension_path_user(prefs.ADDON_ID, path="logs", create=True))
+        return _start_job(self, context, spec, log_path=logs / _core.module("run_files").log_name(spec.kind))
 
 
 class NEX_OT_train(_WhenIdle, bpy.types.Operator):
@@ -104,17 +109,12 @@ class NEX_OT_train(_WhenIdle, bpy.types.Operator):
         if _has_checkpoint(run_dir):
             return _fail(self, f"{run_dir} already holds a trained run: press Resume to continue it, or choose "
                                "another run folder")
-        args = ["train", str(scene_dir), "--preset", s.preset, "--out", str(run_dir)]
-        for name in ("layers", "sublayers", "width", "steps"):
-            if getattr(s, name):
-                args += [f"--{name}", str(getattr(s, name))]
-        if s.network == "GRID":
-            args += ["--field", "grid"]
-        if not s.evaluate:
-            args.append("--no-eval")
+        spec = _jobs().TrainJob(scene_dir, run_dir, preset=s.preset, layers=s.layers, sublayers=s.sublayers,
+                                width=s.width, steps=s.steps, field="grid" if s.network == "GRID" else None,
+                                evaluate=s.evaluate)
         run_dir.mkdir(parents=True, exist_ok=True)
         s.run_dir = str(run_dir)
-        return _start_job(self, context, "train", args, run_dir, run_dir / "events.jsonl", run_dir / "train.log")
+        return _start_job(self, context, spec)
 
 
 class NEX_OT_resume(_WhenIdle, bpy.types.Operator):
@@ -127,8 +127,7 @@ class NEX_OT_resume(_WhenIdle, bpy.types.Operator):
         run_dir = _settings(context).resolved_run_dir()
         if run_dir is None or not _has_checkpoint(run_dir):
             return _fail(self, f"no checkpoint to resume in {run_dir}; press Train to start a run")
-        args = ["train", "--resume", str(run_dir)] + ([] if _settings(context).evaluate else ["--no-eval"])
-        return _start_job(self, context, "train", args, run_dir, run_dir / "events.jsonl", run_dir / "train.log")
+        return _start_job(self, context, _jobs().ResumeJob(run_dir, evaluate=_settings(context).evaluate))
 
 
 class NEX_OT_cancel(bpy.types.Operator):
@@ -148,11 +147,11 @@ class NEX_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _baked_done(scene_name: str, run_dir: Path):
+def _baked_done(scene_name: str, baked_dir: Path):
     def done(job: worker.Job) -> None:
         scene = bpy.data.scenes.get(scene_name)
         if scene is not None and job.status.succeeded:
-            job.status.message = f"baked into {run_dir / 'baked'}: press Import MPI"
+            job.status.message = f"baked into {baked_dir}: press Import MPI"
     return done
 
 
@@ -166,8 +165,8 @@ class NEX_OT_bake(_WhenIdle, bpy.types.Operator):
         run_dir = _settings(context).resolved_run_dir()
         if run_dir is None or not _has_checkpoint(run_dir):
             return _fail(self, f"no trained run in {run_dir}: train first")
-        return _start_job(self, context, "bake", ["bake", str(run_dir)], run_dir, None, run_dir / "bake.log",
-                          on_finish=_baked_done(context.scene.name, run_dir))
+        spec = _jobs().BakeJob(run_dir)
+        return _start_job(self, context, spec, on_finish=_baked_done(context.scene.name, spec.baked_dir))
 
 
 class NEX_OT_export(_WhenIdle, bpy.types.Operator):
@@ -179,12 +178,11 @@ class NEX_OT_export(_WhenIdle, bpy.types.Operator):
     def execute(self, context):
         s = _settings(context)
         run_dir = s.resolved_run_dir()
-        if run_dir is None or not (run_dir / "baked" / "mpi.json").is_file():
+        if run_dir is None or not (_run_files(run_dir).baked / _core.module("baked").MANIFEST).is_file():
             return _fail(self, f"no baked MPI in {run_dir}: Bake first")
-        out = Path(bpy.path.abspath(s.export_path)) if s.export_path.strip() else run_dir / "export" / "mpi.glb"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return _start_job(self, context, "export", ["export", str(run_dir), "--gltf", str(out)], run_dir, None,
-                          run_dir / "export.log")
+        spec = _jobs().ExportJob(run_dir, Path(bpy.path.abspath(s.export_path)) if s.export_path.strip() else None)
+        spec.out.parent.mkdir(parents=True, exist_ok=True)
+        return _start_job(self, context, spec)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Blender's own Python never imports torch. Background work runs in another interpreter that has nex_core
 and torch: chosen here, or detected (this add-on's own environment, then the Python behind a ``nex``
-command on PATH). **Check** runs it and shows the nex_core and torch versions and whether CUDA is there;
+command on PATH). **Check** asks it (``nex doctor --json``) and shows the nex_core and torch versions,
+what is missing and whether CUDA is there;
 **Create Environment** makes a virtual environment in the add-on's user folder
 (``bpy.utils.extension_path_user``, never inside Blender's installation) and pip-installs the project
 into it, with progress.
@@ -12,39 +13,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
-from . import worker
+from . import _core, worker
 
 ADDON_ID = __package__
 ENV_FOLDER = "python-env"
 CHECK_TIMEOUT_S = 180
 
-CHECK_CODE = r"""
-import json, sys
-out = {"python": sys.version.split()[0], "executable": sys.executable}
-try:
-    import nex_core, nex_core.cli
-    out["nex_core"] = getattr(nex_core, "__version__", "?")
-    out["nex_core_path"] = list(getattr(nex_core, "__path__", []))[:1]
-except Exception as exc:
-    out["nex_core"] = None
-    out["nex_core_error"] = f"{type(exc).__name__}: {exc}"
-try:
-    import torch
-    out["torch"] = torch.__version__
-    out["cuda"] = bool(torch.cuda.is_available())
-    out["device"] = torch.cuda.get_device_name(0) if out["cuda"] else "CPU"
-except Exception as exc:
-    out["torch"] = None
-    out["torch_error"] = f"{type(exc).__name__}: {exc}"
-print("NEX-CHECK " + json.dumps(out))
-"""
+
+@dataclass
+class PythonCheck:
+    """What Check found: whether nex can run there, one line saying so, and the doctor's report."""
+
+    ok: bool
+    summary: str
+    report: object = None  # nex_core.io.answers.doctor.DoctorReport, when the doctor answered
 
 
 def get_prefs(context=None) -> "NEX_AP_preferences | None":
@@ -113,32 +102,14 @@ def background_python(context=None) -> str:
     return str(path)
 
 
-def check_python(python: str, timeout: float = CHECK_TIMEOUT_S) -> dict:
-    """Run ``python`` and report what it has: python, nex_core and torch versions, CUDA. Never raises."""
+def check_python(python: str, timeout: float = CHECK_TIMEOUT_S) -> PythonCheck:
+    """Ask ``python`` what it has (``nex doctor --json``): Python, nex_core, torch and the other
+    packages, the device. Never raises."""
     try:
-        proc = subprocess.run([python, "-c", CHECK_CODE], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, env=worker.worker_env())
-    except FileNotFoundError:
-        return {"ok": False, "summary": f"{python}: no such program"}
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "summary": f"{python} did not answer within {timeout:.0f} s"}
-    except OSError as exc:
-        return {"ok": False, "summary": f"{python} cannot be run: {exc}"}
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("NEX-CHECK ")), None)
-    if line is None:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"ok": False, "summary": f"{python} is not a working Python: {last}"}
-    info = json.loads(line[len("NEX-CHECK "):])
-    info["ok"] = bool(info.get("nex_core") and info.get("torch"))
-    parts = [f"Python {info['python']}"]
-    parts.append(f"nex_core {info['nex_core']}" if info.get("nex_core") else "nex_core MISSING")
-    if info.get("torch"):
-        parts.append(f"torch {info['torch']}")
-        parts.append(f"CUDA: {info['device']}" if info.get("cuda") else "no CUDA (CPU only)")
-    else:
-        parts.append("torch MISSING")
-    info["summary"] = ", ".join(parts)
-    return info
+        report = worker.ask(_core.module("jobs").DoctorJob(), python, timeout)
+    except worker.JobError as exc:
+        return PythonCheck(False, str(exc))
+    return PythonCheck(report.ok, report.summary(), report)
 
 
 def project_source(prefs) -> str:
@@ -196,10 +167,10 @@ class NEX_OT_check_python(bpy.types.Operator):
             prefs.check_summary, prefs.check_ok = str(exc), False
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        info = check_python(python)
-        prefs.check_summary = f"{python}: {info['summary']}"
-        prefs.check_ok = info["ok"]
-        self.report({"INFO"} if info["ok"] else {"WARNING"}, prefs.check_summary)
+        check = check_python(python)
+        prefs.check_summary = f"{python}: {check.summary}"
+        prefs.check_ok = check.ok
+        self.report({"INFO"} if check.ok else {"WARNING"}, prefs.check_summary)
         return {"FINISHED"}
 
 

@@ -114,8 +114,10 @@ class NEX_PG_settings(bpy.types.PropertyGroup):
         baked = _path(self.baked_dir)
         if baked is not None:
             return baked
+        from . import _core
+
         run = self.resolved_run_dir()
-        return run / "baked" if run is not None else None
+        return _core.module("run_files").RunFiles(run).baked if run is not None else None
 
 
 def _path(value: str) -> Path | None:

@@ -25,18 +25,21 @@ docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles and EE
 The material mixes a Transparent BSDF and an Emission by alpha. The inner tree is an ordinary node group:
 a .blend saved with it renders the same in a Blender without this add-on (the custom node then shows as
 undefined but its group is still evaluated); :func:`make_portable` swaps the custom nodes for plain group
-nodes for good.
+nodes for good. What a tree is built from (``ShaderSpec``) is plain data made in ``nex_core.io.addon.shading_spec``.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringProperty
+
+from . import _core
+
+# What a tree is built from (ShaderSpec, AtlasRef), tile offsets and node positions: plain logic.
+_spec = _core.module("addon.shading_spec")
 
 NODE_IDNAME = "ShaderNodeNexMPI"
 GROUP_TAG = "nex_mpi_group"  # custom property on inner trees: the spec they were built from (JSON)
@@ -46,82 +49,6 @@ FILTERING_ITEMS = (
     ("LINEAR", "Linear", "Blender's Linear image filtering: one read per texture (exact in Cycles; EEVEE blurs "
                          "slightly where a plane is near one texel per pixel)"),
 )
-
-
-# --------------------------------------------------------------------------------------------------
-# What an inner tree is built from (plain data, JSON round-trip)
-
-
-@dataclass
-class AtlasRef:
-    image: str  # bpy.data.images name
-    width: int
-    height: int
-
-
-@dataclass
-class ShaderSpec:
-    """Everything the inner node tree depends on, apart from per-plane object attributes."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    offset: int
-    mpi_width: int
-    mpi_height: int
-    n_basis: int
-    lut_vx: tuple[float, float]
-    lut_vy: tuple[float, float]
-    lut_width: int
-    lut_height: int
-    lut_tiles: list[tuple[AtlasRef, int, int]]  # (atlas, x, y) of each LUT tile (channel k of tile g = H_3g+k)
-    alpha: AtlasRef  # the planes' alpha atlas (each plane's tile offset is its ``nex_a`` attribute)
-    k0: AtlasRef
-    k0_tile: tuple[int, int]  # interior top-left texel of the layer's k0 tile
-    coeffs: list[AtlasRef]  # atlas of coefficient n of the layer
-    coeff_tiles: list[tuple[int, int]]
-    d0: float  # depth of the layer's first plane, where its coefficients are read
-    view_dependent: bool = True
-    linear_output: bool = True
-    filtering: str = "EXACT"  # "EXACT" (bilinear in the tree, 4 Closest reads) or "LINEAR" (Blender's)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ShaderSpec":
-        raw = json.loads(text)
-        raw["alpha"] = AtlasRef(**raw["alpha"])
-        raw["k0"] = AtlasRef(**raw["k0"])
-        raw["coeffs"] = [AtlasRef(**c) for c in raw["coeffs"]]
-        raw["k0_tile"] = tuple(raw["k0_tile"])
-        raw["coeff_tiles"] = [tuple(t) for t in raw["coeff_tiles"]]
-        raw["lut_tiles"] = [(AtlasRef(**a), x, y) for a, x, y in raw["lut_tiles"]]
-        raw["lut_vx"], raw["lut_vy"] = tuple(raw["lut_vx"]), tuple(raw["lut_vy"])
-        return cls(**raw)
-
-
-def tile_offset(x: int, y: int, atlas_width: int, atlas_height: int) -> tuple[float, float, float]:
-    """The per-plane attribute for a tile whose interior top-left texel is (x, y) in its atlas: atlas
-    coordinates are ``(px / W + o_u, -py / H + o_v)`` for MPI texel coordinates (px, py), px = 0 at the
-    MPI's left edge, py = 0 at its top edge (Blender images have v = 0 at the bottom row)."""
-    return (x / atlas_width, 1.0 - y / atlas_height, 0.0)
-
-
-# --------------------------------------------------------------------------------------------------
-# Node positions (pure)
-
-
-def node_positions(stages: Sequence[int], dx: float = 220.0, dy: float = -180.0) -> list[tuple[float, float]]:
-    """Grid positions for nodes given each node's stage (column): left to right by stage, top to bottom
-    in creation order within a stage."""
-    rows: dict[int, int] = defaultdict(int)
-    out = []
-    for stage in stages:
-        out.append((stage * dx, rows[stage] * dy))
-        rows[stage] += 1
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,14 +113,14 @@ class _Builder:
     def attribute(self, name: str, stage: int):
         return self.node("ShaderNodeAttribute", stage, name, attribute_type="OBJECT", attribute_name=name)
 
-    def image(self, ref: AtlasRef, uv, stage: int, label: str, interpolation: str = "Linear"):
+    def image(self, ref: _spec.AtlasRef, uv, stage: int, label: str, interpolation: str = "Linear"):
         n = self.node("ShaderNodeTexImage", stage, label, interpolation=interpolation, extension="EXTEND")
         n.image = bpy.data.images.get(ref.image)
         self.feed(n.inputs["Vector"], uv)
         return n
 
     def layout(self) -> None:
-        for node, (x, y) in zip(self.nodes, node_positions(self.stages)):
+        for node, (x, y) in zip(self.nodes, _spec.node_positions(self.stages)):
             node.location = (x, y)
 
 
@@ -229,7 +156,7 @@ class _Sampler:
             self.corners = [b.vmath("ADD", base, (0.5 + i, 0.5 + j, 0.0), stage=stage + 2)
                             for j in (0, 1) for i in (0, 1)]
 
-    def read(self, ref: AtlasRef, offset, stage: int, label: str):
+    def read(self, ref: _spec.AtlasRef, offset, stage: int, label: str):
         """The colour of ``ref`` here; ``offset`` is a socket (per-plane attribute) or a constant."""
         b = self.b
         scale = (1.0 / ref.width, -1.0 / ref.height, 0.0)
@@ -250,7 +177,7 @@ class _Sampler:
         return _socket(mix.outputs, "Result_Color")
 
 
-def fill_tree(tree, spec: ShaderSpec, rig) -> None:
+def fill_tree(tree, spec: _spec.ShaderSpec, rig) -> None:
     """(Re)build the inner tree of one NeX MPI material from ``spec``; ``rig`` is the MPI's rig empty."""
     tree.nodes.clear()
     b = _Builder(tree)
@@ -271,7 +198,7 @@ def fill_tree(tree, spec: ShaderSpec, rig) -> None:
     at_p = _Sampler(b, p_px, 6, exact)
     alpha = b.node("ShaderNodeSeparateColor", 14)
     b.feed(alpha.inputs[0], at_p.read(spec.alpha, attr_a, 10, "alpha"))
-    k0 = at_p.read(spec.k0, tile_offset(*spec.k0_tile, spec.k0.width, spec.k0.height), 10, "k0")
+    k0 = at_p.read(spec.k0, _spec.tile_offset(*spec.k0_tile, spec.k0.width, spec.k0.height), 10, "k0")
     colour = k0
 
     if spec.view_dependent and spec.n_basis > 0:
@@ -304,12 +231,12 @@ def fill_tree(tree, spec: ShaderSpec, rig) -> None:
         basis = []
         for ref, x, y in spec.lut_tiles:
             sep = b.node("ShaderNodeSeparateColor", 16)
-            b.feed(sep.inputs[0], at_lut.read(ref, tile_offset(x, y, ref.width, ref.height), 12, "basis LUT"))
+            b.feed(sep.inputs[0], at_lut.read(ref, _spec.tile_offset(x, y, ref.width, ref.height), 12, "basis LUT"))
             basis += [b.math("MULTIPLY_ADD", sep.outputs[k], 2.0, -1.0, stage=17) for k in range(3)]
         basis = basis[:spec.n_basis]
         specular = (0.0, 0.0, 0.0)
         for n, (ref, (x, y)) in enumerate(zip(spec.coeffs, spec.coeff_tiles)):
-            tex = at_q.read(ref, tile_offset(x, y, ref.width, ref.height), 14, f"k{n + 1}")
+            tex = at_q.read(ref, _spec.tile_offset(x, y, ref.width, ref.height), 14, f"k{n + 1}")
             decoded = b.vmath("MULTIPLY_ADD", tex, (2.0, 2.0, 2.0), (-1.0, -1.0, -1.0), stage=18)
             specular = b.vmath("MULTIPLY_ADD", decoded, basis[n], specular, stage=19)
         specular = b.scale(specular, g_in.outputs["View Dependence"], stage=20, label="x View Dependence")
@@ -470,7 +397,7 @@ class ShaderNodeNexMPI(bpy.types.ShaderNodeCustomGroup):
         tree = self.node_tree
         if tree is None or GROUP_TAG not in tree.keys():
             return
-        spec = ShaderSpec.from_json(tree[GROUP_TAG])
+        spec = _spec.ShaderSpec.from_json(tree[GROUP_TAG])
         spec.view_dependent, spec.linear_output = self.view_dependent, self.linear_output
         spec.filtering = self.filtering
         fill_tree(tree, spec, self.rig)
@@ -488,7 +415,7 @@ class ShaderNodeNexMPI(bpy.types.ShaderNodeCustomGroup):
         return "NeX MPI" if self.view_dependent else "NeX MPI (base colour)"
 
 
-def new_group(name: str, spec: ShaderSpec, rig):
+def new_group(name: str, spec: _spec.ShaderSpec, rig):
     tree = _new_tree(name)
     fill_tree(tree, spec, rig)
     return tree

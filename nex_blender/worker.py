@@ -2,7 +2,8 @@
 
 A :class:`Job` starts one or more commands (argument lists, never a shell) in a separate process whose
 output goes to a log file; progress comes from the run's ``events.jsonl`` (read incrementally with
-:class:`nex_core.io.events.EventReader`). Nothing here touches Blender data except :func:`poll_step`, which
+:class:`nex_core.io.events.EventReader`). ``nex`` commands come from the typed jobs of
+``nex_core.io.jobs`` (:func:`nex_job`); those that answer in JSON are run and read by :func:`ask`. Nothing here touches Blender data except :func:`poll_step`, which
 copies each job's :class:`JobStatus` into its scene on the main thread.
 
 The three steps are plain functions so they work where Blender's event loop does not run (``bpy`` as a
@@ -305,6 +306,39 @@ class Job:
             if end is not None and time.time() > end:
                 raise TimeoutError(f"{self.kind} job still running after {timeout} s")
             time.sleep(0.1)
+
+
+def nex_job(spec, python: str, log_path: Path | None = None,
+            on_finish: Callable[[Job], None] | None = None) -> Job:
+    """The background job of a ``nex_core.io.jobs`` job run by ``python``: its events file, its log (the
+    spec's, else ``log_path``), started in the run folder's parent when there is one."""
+    log = spec.log_path or log_path
+    if log is None:
+        raise JobError(f"the {spec.kind} job needs a log file")
+    run_dir = spec.run_dir
+    cwd = run_dir.parent if run_dir is not None and run_dir.parent.is_dir() else None
+    return Job(spec.kind, [spec.argv(python)], log_path=log, events_path=spec.events_path, cwd=cwd,
+               on_finish=on_finish)
+
+
+def ask(spec, python: str, timeout: float):
+    """Run a ``nex`` job that answers in JSON (cameras, doctor) and return its decoded answer; JobError
+    says why there is none (the program is missing, it timed out, or the command failed)."""
+    try:
+        proc = subprocess.run(spec.argv(python), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env=worker_env())
+    except FileNotFoundError:
+        raise JobError(f"{python}: no such program") from None
+    except subprocess.TimeoutExpired:
+        raise JobError(f"{python} did not answer within {timeout:.0f} s") from None
+    except OSError as exc:
+        raise JobError(f"{python} cannot be run: {exc}") from None
+    try:
+        return spec.read_answer(proc.stdout)
+    except _core.module("errors").FormatError as exc:
+        if proc.returncode == 0 and proc.stdout.strip():  # it answered, in a form this add-on cannot read
+            raise JobError(f"{python}: {exc}") from None
+        raise JobError(failure_message(spec.kind, proc.returncode, proc.stderr, python)) from None
 
 
 def _quote(arg: str) -> str:

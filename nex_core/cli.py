@@ -143,12 +143,13 @@ def _config_from_args(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .io import config as config_mod
+    from .io.run_files import RunFiles
     from .runtime.checkpoint import list_checkpoints
     from .training.trainer import Trainer
 
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = config_mod.load(run_dir / "config.toml")
+        cfg = config_mod.load(RunFiles(run_dir).config)
     else:
         if not args.scene and not args.config:
             raise NexError("give a scene directory (nex train SCENE) or --config FILE, or --resume RUN")
@@ -208,11 +209,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from .export.video import render_frames, spiral_cameras, write_mp4, write_pngs
+    from .io.run_files import RunFiles
     from .runtime.run import open_run
 
     console = Console(stderr=True, markup=False, highlight=False)
     run = open_run(Path(args.run))
-    out = Path(args.out) if args.out else run.run_dir / "render"
+    out = Path(args.out) if args.out else RunFiles(run.run_dir).render
     with Progress(console=console, transient=True) as progress:
         test_cams = [run.scene.cameras[i] for i in run.scene.test_ids]
         if test_cams and not args.no_test_views:

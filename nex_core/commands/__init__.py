@@ -5,4 +5,4 @@ the function receives the parsed arguments and returns an exit code. ``nex_core.
 module listed in ``COMMAND_MODULES`` (importing it lazily inside the command keeps ``nex --help`` fast).
 """
 
-COMMAND_MODULES = ("prepare", "bake", "view", "export")
+COMMAND_MODULES = ("prepare", "bake", "view", "export", "cameras", "doctor")

@@ -31,7 +31,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..export.bake import bake_run
-    from ..io.baked import read_layout
+    from ..io.baked import MANIFEST, read_layout
     from ..io.errors import ConfigError
     from ..runtime.run import open_run
 
@@ -60,7 +60,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
         dims = sorted({f"{t.width}x{t.height}" for t in specs})
         console.print(f"  {kind:5s}: {len(layout.tiles[kind]):4d} tiles in {len(specs)} atlas(es) "
                       f"({', '.join(dims)}), {_size(size)}")
-    total = layout.texture_bytes() + (out / "mpi.json").stat().st_size
+    total = layout.texture_bytes() + (out / MANIFEST).stat().st_size
     console.print(f"  total: {len(layout.textures)} textures, {_size(total)}")
     return 0
 

@@ -26,8 +26,9 @@ def register(subparsers) -> None:
 def find_baked(path: Path) -> Path:
     """RUN itself if it holds mpi.json, else RUN/baked (which may not exist yet)."""
     from ..io.baked import MANIFEST
+    from ..io.run_files import RunFiles
 
-    return path if (path / MANIFEST).is_file() else path / "baked"
+    return path if (path / MANIFEST).is_file() else RunFiles(path).baked
 
 
 def training_span(run_dir: Path) -> dict | None:
@@ -35,9 +36,10 @@ def training_span(run_dir: Path) -> dict | None:
     try:
         from ..export.bake import camera_span
         from ..io import config as config_mod
+        from ..io.run_files import RunFiles
         from ..training.trainer import load_scene_for
 
-        cfg = config_mod.load(run_dir / "config.toml")
+        cfg = config_mod.load(RunFiles(run_dir).config)
         scene = load_scene_for(cfg)
         return camera_span(scene.cameras[scene.ref_id], [scene.cameras[i] for i in scene.train_ids])
     except Exception:  # the viewer falls back to a small box around the reference camera
@@ -47,14 +49,16 @@ def training_span(run_dir: Path) -> dict | None:
 def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
     """(baked MPI directory, exit code) for a run or baked directory, baking the run first (4096 atlases)
     when it has none and ``no_bake`` is false; a non-zero code is the failed bake's."""
+    from ..io.baked import MANIFEST
     from ..io.errors import ConfigError, FormatError
+    from ..io.run_files import RunFiles
 
     if not path.exists():
         raise ConfigError(f"{path}: no such run or baked directory; check the path")
     baked = find_baked(path)
-    if not (baked / "mpi.json").is_file():
-        if no_bake or not (path / "config.toml").is_file():
-            raise FormatError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
+    if not (baked / MANIFEST).is_file():
+        if no_bake or not RunFiles(path).config.is_file():
+            raise FormatError(f"{path} has no baked MPI ({baked}/{MANIFEST}); bake it first with `nex bake {path}`")
         print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
         from .bake import cmd_bake
 

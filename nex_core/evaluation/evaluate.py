@@ -11,6 +11,7 @@ from typing import Callable
 import imageio.v3 as iio
 import numpy as np
 
+from ..io.run_files import RunFiles
 from ..runtime.render import render_image
 from ..runtime.run import TrainedRun
 
@@ -32,7 +33,7 @@ def evaluate_run(run: TrainedRun, out_dir: Path | None = None, with_lpips: bool 
     """Render every held-out view, compare with its photo, write images, metrics.csv and metrics.json."""
     from .metrics import evaluate_images, lpips_status, mean_metrics
 
-    out_dir = Path(out_dir or run.run_dir / "eval")
+    out_dir = Path(out_dir or RunFiles(run.run_dir).eval)
     out_dir.mkdir(parents=True, exist_ok=True)
     scene = run.scene
     use_lpips, note = lpips_status() if with_lpips else (False, "LPIPS disabled")

@@ -18,6 +18,7 @@ import torch
 
 from ..io.baked import BakedMPI, BakedWriter, MPIInfo
 from ..io.cameras import Camera, relative_pose
+from ..io.run_files import RunFiles
 from ..model.mpi import MPIGeometry
 from ..model.nex_model import NexModel
 
@@ -206,7 +207,7 @@ def bake_to_dir(model: NexModel, geom: MPIGeometry, ref_camera: Camera, train_ca
 def bake_run(run, out_dir: Path | None = None, max_texture: int = 4096, lut_size: int = 256,
              progress: Progress | None = None, compress_level: int = 3) -> Path:
     """Bake a trained run (:class:`nex_core.runtime.run.TrainedRun`) into ``out_dir`` (default RUN/baked)."""
-    out = Path(out_dir) if out_dir is not None else run.run_dir / "baked"
+    out = Path(out_dir) if out_dir is not None else RunFiles(run.run_dir).baked
     cfg = run.cfg
     # Names, not absolute paths: a baked directory is meant to be shared (web, engines).
     metadata = {"run": Path(run.run_dir).resolve().name, "step": run.step, "preset": cfg.preset,

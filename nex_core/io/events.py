@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-EVENTS_FILE = "events.jsonl"
+from .run_files import EVENTS_FILE
 
 Listener = Callable[[dict[str, Any]], None]
 

@@ -12,33 +12,28 @@ import hashlib
 import io
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..io.errors import CheckpointError, DamagedCheckpointError
+from ..io.run_files import PARTIAL_CHECKPOINT_GLOB, RunFiles, partial_checkpoint_name
 
 FORMAT = "nex-checkpoint"
 VERSION = 2
 _READABLE_VERSIONS = (1, 2)  # version 1 had no checksum trailer
-_NAME = re.compile(r"^step_(\d{8})\.pt$")
 _TRAILER_MAGIC = b"NEXSHA2\0"
 _TRAILER_SIZE = len(_TRAILER_MAGIC) + 32
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return RunFiles(run_dir).checkpoints
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every complete checkpoint in a run, oldest first."""
-    folder = checkpoint_dir(run_dir)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
-    return sorted(found)
+    return RunFiles(run_dir).list_checkpoints()
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -52,8 +47,8 @@ def save_checkpoint(run_dir: Path, step: int, payload: dict[str, Any], keep: int
     ``keep`` checkpoints, and return the path."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step_{step:08d}.pt"
-    tmp = folder / f".{path.name}.tmp"
+    path = RunFiles(run_dir).checkpoint(step)
+    tmp = folder / partial_checkpoint_name(step)
     data = {"format": FORMAT, "version": VERSION, "step": int(step), **payload}
     buffer = io.BytesIO()
     torch.save(data, buffer)
@@ -82,7 +77,7 @@ def remove_partial_checkpoints(run_dir: Path) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    partial = [p for p in folder.glob(".step_*.pt.tmp") if p.is_file()]
+    partial = [p for p in folder.glob(PARTIAL_CHECKPOINT_GLOB) if p.is_file()]
     for p in partial:
         p.unlink(missing_ok=True)
     return partial

@@ -11,6 +11,7 @@ from ..io import config as config_mod
 from ..io.cameras import Camera
 from ..io.config import RunConfig
 from ..io.errors import CheckpointError, ConfigError
+from ..io.run_files import RunFiles
 from ..io.scene import Scene
 from ..model.mpi import MPIGeometry
 from ..model.nex_model import NexModel
@@ -40,7 +41,7 @@ def open_run(run_dir: Path, device: str | None = None) -> TrainedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory (train one with `nex train SCENE --out {run_dir}`)")
-    cfg = config_mod.load(run_dir / "config.toml")
+    cfg = config_mod.load(RunFiles(run_dir).config)
     found = list_checkpoints(run_dir)
     if not found:
         raise CheckpointError(f"{run_dir}: no checkpoint yet; train (or resume) this run first")

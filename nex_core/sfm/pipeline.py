@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..io.errors import CancelledError, ReconstructionError
-from ..io.events import EVENTS_FILE, EventLog, Listener
+from ..io.events import EventLog, Listener
+from ..io.run_files import EVENTS_FILE
 from .checks import ModelStats, assess_model, check_overlap, model_stats
 from .colmap_run import (CameraPrior, Phase, Runner, choose_matcher, extract_features, import_pycolmap,
                          match_features, run_mapping, undistort)

@@ -22,6 +22,7 @@ from ..io.cameras import Camera
 from ..io.config import RunConfig
 from ..io.errors import ConfigError, DamagedCheckpointError, TrainingError
 from ..io.events import EventLog, Listener
+from ..io.run_files import PREVIEW_FILE, RunFiles
 from ..io.scene import Scene, load_scene
 from ..model.cpuinfo import first_processor_fields
 from ..model.mpi import CameraBatch, MPIGeometry, plane_depths, rays_in_reference_frame
@@ -33,7 +34,6 @@ from .distributed import (DistInfo, any_rank, init_distributed, mean_across_rank
                           shutdown, wrap_model)
 
 Tensor = torch.Tensor
-PREVIEW_FILE = "preview.png"  # the reference view as trained so far, rewritten at every checkpoint
 PREVIEW_WIDTH = 256
 
 
@@ -250,7 +250,7 @@ class Trainer:
 
     def _prepare_config_file(self) -> None:
         """Write config.toml first; on resume, refuse a config that differs from the run's own."""
-        path = self.run_dir / "config.toml"
+        path = RunFiles(self.run_dir).config
         if path.exists() and list_checkpoints(self.run_dir):
             existing = config_mod.load(path)
             if config_mod.to_dict(existing) != config_mod.to_dict(self.cfg):

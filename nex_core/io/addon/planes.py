@@ -1,0 +1,84 @@
+"""A baked MPI as planes in front of its reference camera: each plane's rectangle, quad and UVs, which
+planes share a material, each plane's attributes, and how opaque the MPI is from its reference view.
+
+The rig sits at the reference camera with Blender camera axes (the MPI looks down its -Z); plane j is a
+quad at z = -depth_j exactly covering the MPI's frustum rectangle (the reference image plus ``offset``
+texels on every side), with its origin at its centre (EEVEE sorts blended surfaces per object by origin).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .shading_spec import tile_offset
+
+OPACITY_BUDGET = 1 << 24  # alpha texels read back to measure the opacity (larger MPIs are not measured)
+
+
+def plane_rectangle(info, depth: float) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1): the MPI plane at ``depth`` in the reference frame, OpenCV axes (y down); the
+    outer edges of the MPI's texels (reference pixels -offset .. W + offset)."""
+    x0 = (-info.offset - info.cx) / info.fx * depth
+    x1 = (info.width + info.offset - info.cx) / info.fx * depth
+    y0 = (-info.offset - info.cy) / info.fy * depth
+    y1 = (info.height + info.offset - info.cy) / info.fy * depth
+    return x0, x1, y0, y1
+
+
+def plane_mesh_data(info, depth: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre [3], vertices [4, 3] relative to it, uvs [4, 2]) of a plane, rig frame (Blender axes).
+
+    The quad faces the reference camera (+Z); its UVs are the MPI's normalised texel coordinates (u to
+    the right, v up, as Blender images are stored bottom row first)."""
+    x0, x1, y0, y1 = plane_rectangle(info, depth)
+    # Blender axes: y up = -y(OpenCV); counter-clockwise seen from +Z.
+    corners = np.array([[x0, -y1, -depth], [x1, -y1, -depth], [x1, -y0, -depth], [x0, -y0, -depth]])
+    uvs = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    centre = corners.mean(0)
+    return centre, corners - centre, uvs
+
+
+def material_key(layout, plane: int) -> tuple[int, int]:
+    """Planes with equal keys share a material: the same layer (k0, coefficients, first-plane depth are
+    constants of the material) and the same alpha atlas (the tile offset is a per-plane attribute)."""
+    return plane // layout.info.sublayers, layout.tiles["alpha"][plane].texture
+
+
+def plane_attributes(layout, plane: int) -> dict[str, object]:
+    """The custom properties a plane's material reads: its alpha tile's offset in the atlas."""
+    tile = layout.tiles["alpha"][plane]
+    spec = layout.textures[tile.texture]
+    return {"nex_a": list(tile_offset(tile.x, tile.y, spec.width, spec.height))}
+
+
+def reference_camera_json(info) -> str:
+    """The reference camera's intrinsics, as stored on the rig."""
+    return json.dumps({"width": info.width, "height": info.height, "fx": info.fx, "fy": info.fy,
+                       "cx": info.cx, "cy": info.cy})
+
+
+def faithful_view_transform(linear_output: bool) -> str:
+    """The view transform under which the MPI's pixels come out as trained."""
+    return "Standard" if linear_output else "Raw"
+
+
+def opacity_atlases(layout) -> list[int] | None:
+    """The alpha atlases :func:`reference_opacity` reads, or None when they are too large to read back."""
+    used = sorted({t.texture for t in layout.tiles["alpha"]})
+    if sum(layout.textures[i].width * layout.textures[i].height for i in used) > OPACITY_BUDGET:
+        return None
+    return used
+
+
+def reference_opacity(layout, alpha: dict[int, np.ndarray]) -> float:
+    """Mean accumulated alpha of the MPI seen from its reference camera, from the alpha atlases
+    (``alpha[index]``: [H, W], top row first). There every plane's texel (col, row) lies on the same ray,
+    so it is 1 - prod_j (1 - alpha_j) per texel, over the reference image (the padding left out)."""
+    transmittance = 1.0
+    for t in layout.tiles["alpha"]:
+        transmittance = transmittance * (1.0 - alpha[t.texture][t.y:t.y + t.h, t.x:t.x + t.w])
+    info = layout.info
+    inner = transmittance[info.offset:info.offset + info.height, info.offset:info.offset + info.width]
+    return float(1.0 - inner.mean())
