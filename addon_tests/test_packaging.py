@@ -31,8 +31,9 @@ def test_zip_layout(extension_zip):
     names = zipfile.ZipFile(extension_zip).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "worker.py", "shading.py", "mpi_import.py",
                      "_vendor/nex_core/io/baked/__init__.py", "_vendor/nex_core/io/baked/reader.py",
-                     "_vendor/nex_core/io/baked/reference_render.py", "_vendor/nex_core/io/cameras.py",
-                     "_vendor/nex_core/io/events.py", "_vendor/nex_core/io/config.py", "_vendor/nex_core/io/scene/loader.py"):
+                     "_vendor/nex_core/io/baked/reference_render.py", "_vendor/nex_core/io/mpi_geometry.py",
+                     "_vendor/nex_core/io/cameras.py", "_vendor/nex_core/io/events.py", "_vendor/nex_core/io/config.py",
+                     "_vendor/nex_core/io/scene/loader.py"):
         assert required in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Only torch-free modules are vendored, and nothing in the zip imports torch.

@@ -24,7 +24,8 @@ from nex_core.io.baked.reference_render import render_baked
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
 from nex_core.io.errors import FormatError, NexError
-from nex_core.model.mpi import MPIGeometry, plane_depths, render_explicit_mpi
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
+from nex_core.model.mpi import render_explicit_mpi
 from nex_core.model.nex_model import NexModel
 from nex_core.runtime.render import render_image
 
@@ -199,7 +200,7 @@ def test_writes_are_atomic(baked_random, tmp_path):
 
 def test_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-            "import nex_core.io.baked, nex_core.io.baked.reference_render\n"
+            "import nex_core.io.baked, nex_core.io.baked.reference_render, nex_core.io.mpi_geometry\n"
             "assert 'PIL' not in sys.modules, 'Pillow is imported only to read or write pixels'\n"
             "print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

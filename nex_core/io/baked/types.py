@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from ..cameras import Camera, opencv_to_opengl, pose_problem
 from ..errors import FormatError
+from ..mpi_geometry import MPIGeometry
 from .codec import decode_kind, encode_kind
 from .constants import MAX_TEXELS, MAX_TEXTURE_SIDE
 
 
-@dataclass
-class MPIInfo:
-    """Everything about a baked MPI except its pixels."""
+@dataclass(frozen=True)
+class MPIInfo(MPIGeometry):
+    """Everything about a baked MPI except its pixels: its geometry plus layers, basis and LUT."""
 
-    width: int  # reference image size (pixels), without padding
-    height: int
-    fx: float
-    fy: float
-    cx: float  # pixel-centre convention: pixel (col, row) has its centre at (col + 0.5, row + 0.5)
-    cy: float
-    offset: int  # MPI padding in pixels on each side
-    depths: tuple[float, ...]  # plane depths in the reference frame, nearest first
     layers: int
     sublayers: int
     n_basis: int
@@ -39,22 +32,15 @@ class MPIInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.depths = tuple(float(d) for d in self.depths)
-        self.lut_vx = (float(self.lut_vx[0]), float(self.lut_vx[1]))
-        self.lut_vy = (float(self.lut_vy[0]), float(self.lut_vy[1]))
-        self.ref_c2w = np.asarray(self.ref_c2w, dtype=np.float64).reshape(4, 4)
+        super().__post_init__()
+        object.__setattr__(self, "lut_vx", (float(self.lut_vx[0]), float(self.lut_vx[1])))
+        object.__setattr__(self, "lut_vy", (float(self.lut_vy[0]), float(self.lut_vy[1])))
+        object.__setattr__(self, "ref_c2w", np.asarray(self.ref_c2w, dtype=np.float64).reshape(4, 4))
 
-    @property
-    def mpi_width(self) -> int:
-        return self.width + 2 * self.offset
-
-    @property
-    def mpi_height(self) -> int:
-        return self.height + 2 * self.offset
-
-    @property
-    def n_planes(self) -> int:
-        return self.layers * self.sublayers
+    @classmethod
+    def from_geometry(cls, geom: MPIGeometry, **rest: Any) -> MPIInfo:
+        """The info of a bake of an MPI with geometry ``geom``; ``rest`` holds the other fields."""
+        return cls(**{f.name: getattr(geom, f.name) for f in fields(MPIGeometry)}, **rest)
 
     @property
     def n_lut_tiles(self) -> int:
@@ -67,6 +53,7 @@ class MPIInfo:
         return opencv_to_opengl(self.ref_c2w)
 
     def ref_camera(self) -> Camera:
+        """The reference camera: the geometry's intrinsics at ``ref_c2w``."""
         return Camera(self.width, self.height, self.fx, self.fy, self.cx, self.cy, self.ref_c2w, "reference")
 
     def tile_size(self, kind: str) -> tuple[int, int]:
@@ -76,6 +63,7 @@ class MPIInfo:
         return self.mpi_width, self.mpi_height
 
     def tile_count(self, kind: str) -> int:
+        """How many tiles of ``kind`` the MPI has."""
         return {"alpha": self.n_planes, "k0": self.layers, "coeff": self.layers * self.n_basis,
                 "basis": self.n_lut_tiles}[kind]
 
@@ -95,9 +83,10 @@ class MPIInfo:
             if not isinstance(value, (int, np.integer)) or value < low or value > MAX_TEXTURE_SIDE:
                 raise FormatError(f"{source}: {name} = {value!r} is out of range ({low}..{MAX_TEXTURE_SIDE}); "
                                   f"the file is damaged: bake it again")
-        if len(self.depths) != self.n_planes:
+        planes = self.layers * self.sublayers
+        if len(self.depths) != planes:
             raise FormatError(f"{source}: {len(self.depths)} plane depths for layers x sublayers = "
-                              f"{self.layers} x {self.sublayers} = {self.n_planes} planes; bake it again")
+                              f"{self.layers} x {self.sublayers} = {planes} planes; bake it again")
         d = np.asarray(self.depths)
         if not (np.all(np.isfinite(d)) and np.all(d > 0) and np.all(np.diff(d) > 0)):
             raise FormatError(f"{source}: plane depths must be positive and increasing (nearest first); bake it again")
