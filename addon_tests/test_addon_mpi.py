@@ -1,5 +1,5 @@
 """Import MPI end to end: the trained and baked shipped scene as Blender objects, rendered by Cycles and
-EEVEE and compared with nex_core's own renderer of the baked MPI (``nex_core.io.baked_render``)."""
+EEVEE and compared with nex_core's own renderer of the baked MPI (``nex_core.io.baked.reference_render``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from addon_helpers import ADDON_MODULE, DEMO_SCENE, exact_render_settings, psnr, render_to_array
 
 from nex_core.io.baked import read_baked
-from nex_core.io.baked_render import camera_rays, render_baked
+from nex_core.io.baked.reference_render import camera_rays, render_baked
 from nex_core.io.cameras import Camera
 from nex_core.io.scene.loader import load_cameras
 

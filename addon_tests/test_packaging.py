@@ -30,8 +30,10 @@ def _blender_ext() -> Path:
 def test_zip_layout(extension_zip):
     names = zipfile.ZipFile(extension_zip).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "worker.py", "shading.py", "mpi_import.py",
-                     "_vendor/nex_core/io/baked.py", "_vendor/nex_core/io/baked_render.py", "_vendor/nex_core/io/cameras.py",
-                     "_vendor/nex_core/io/events.py", "_vendor/nex_core/io/config.py", "_vendor/nex_core/io/scene/loader.py"):
+                     "_vendor/nex_core/io/baked/__init__.py", "_vendor/nex_core/io/baked/reader.py",
+                     "_vendor/nex_core/io/baked/reference_render.py", "_vendor/nex_core/io/mpi_geometry.py",
+                     "_vendor/nex_core/io/cameras.py", "_vendor/nex_core/io/events.py", "_vendor/nex_core/io/config.py",
+                     "_vendor/nex_core/io/scene/loader.py"):
         assert required in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     # Only torch-free modules are vendored, and nothing in the zip imports torch.
@@ -124,11 +126,11 @@ def test_build_tool_rejects_torch_in_vendored_modules(tmp_path, monkeypatch):
     for rel in build_extension.VENDORED:
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)
         (fake / rel).write_text("import numpy\n")
-    (fake / "io" / "baked.py").write_text("def f():\n    import torch\n")
+    (fake / "io" / "baked" / "reader.py").write_text("def f():\n    import torch\n")
     try:
         build_extension.check_vendored(fake)
     except build_extension.BuildError as exc:
-        assert "baked.py:2 imports torch" in str(exc)
+        assert "baked/reader.py:2 imports torch" in str(exc)
     else:
         raise AssertionError("a vendored module importing torch was accepted")
     assert build_extension.relativize("from nex_core.io.cameras import Camera\n", "io/scene/loader.py") == \

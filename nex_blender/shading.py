@@ -1,7 +1,7 @@
 """The **NeX MPI** shader node: a ``ShaderNodeCustomGroup`` whose inner node tree is built here.
 
-The inner tree evaluates a baked MPI plane exactly as ``nex_core.io.baked_render`` does (see its module
-docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles and EEVEE both compile:
+The inner tree evaluates a baked MPI plane exactly as ``nex_core.io.baked.reference_render`` does (see its
+module docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles and EEVEE both compile:
 
 * the shading point ``P`` in the rig's frame (Texture Coordinate > Object, object = the rig empty; the
   rig sits at the reference camera with Blender camera axes, so OpenCV coordinates are ``(x, -y, -z)``);

@@ -20,11 +20,12 @@ from nex_core.export.bake import bake_model, view_direction_range
 from nex_core.io import config as config_mod
 from nex_core.io.baked import (MANIFEST, MAX_TEXELS, BakedMPI, BakedWriter, MPIInfo, plan_atlases, read_baked,
                                read_layout, write_baked)
-from nex_core.io.baked_render import render_baked
+from nex_core.io.baked.reference_render import render_baked
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
 from nex_core.io.errors import FormatError, NexError
-from nex_core.model.mpi import MPIGeometry, plane_depths, render_explicit_mpi
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
+from nex_core.model.mpi import render_explicit_mpi
 from nex_core.model.nex_model import NexModel
 from nex_core.runtime.render import render_image
 
@@ -199,7 +200,7 @@ def test_writes_are_atomic(baked_random, tmp_path):
 
 def test_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
-            "import nex_core.io.baked, nex_core.io.baked_render\n"
+            "import nex_core.io.baked, nex_core.io.baked.reference_render, nex_core.io.mpi_geometry\n"
             "assert 'PIL' not in sys.modules, 'Pillow is imported only to read or write pixels'\n"
             "print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -322,7 +323,7 @@ def test_huge_info_is_refused_before_allocating():
 def test_linear_light_compositing_reference():
     """render_baked(linear_light=True): each plane's colour decoded from sRGB, composited, re-encoded.
     Equal to the plain render where one plane is opaque; different where half-transparent planes mix."""
-    from nex_core.io.baked_render import linear_to_srgb, srgb_to_linear
+    from nex_core.io.baked.reference_render import linear_to_srgb, srgb_to_linear
 
     c = np.linspace(0, 1, 101)
     np.testing.assert_allclose(linear_to_srgb(srgb_to_linear(c)), c, atol=1e-7)

@@ -13,8 +13,8 @@ from test_mpi import random_pose
 
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
-from nex_core.model.mpi import (CameraBatch, MPIGeometry, plane_depths, plane_homographies,
-                                rays_in_reference_frame)
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
+from nex_core.model.mpi import CameraBatch, depths_tensor, plane_homographies, rays_in_reference_frame
 from nex_core.model.nex_model import NexModel
 from nex_core.training.trainer import gradient_loss
 
@@ -66,7 +66,7 @@ def test_same_seed_same_initial_weights():
 
 def test_homographies_match_nex_core():
     _, base, ref, cams = setup()
-    ours = homographies(base.geom, Cameras.from_cameras(ref, cams), base.geom.depths_tensor())
+    ours = homographies(base.geom, Cameras.from_cameras(ref, cams), depths_tensor(base.geom))
     for c, cam in enumerate(cams):
         expected = plane_homographies(base.geom, ref, cam)
         got = ours[c].double().numpy()

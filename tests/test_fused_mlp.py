@@ -8,8 +8,8 @@ import torch
 
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model import fused_mlp
-from nex_core.model.mpi import MPIGeometry, plane_depths
 from nex_core.model.nex_model import NexModel, encode_frequencies
 
 

@@ -8,7 +8,8 @@ import torch
 
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
-from nex_core.model.mpi import CameraBatch, MPIGeometry, pixel_grid, plane_depths, rays_in_reference_frame
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
+from nex_core.model.mpi import CameraBatch, pixel_grid, rays_in_reference_frame
 from nex_core.model.nex_model import FixedBasis, NexModel, fourier_basis, real_spherical_harmonics
 
 

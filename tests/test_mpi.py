@@ -6,9 +6,9 @@ import torch
 from reference_renderer import render_reference
 
 from nex_core.io.cameras import Camera
-from nex_core.model.mpi import (CameraBatch, MPIGeometry, composite_over, plane_depths, plane_homographies,
-                                plane_intersections, rays_in_reference_frame, render_explicit_mpi,
-                                sample_planes)
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
+from nex_core.model.mpi import (CameraBatch, composite_over, depths_tensor, plane_homographies, plane_intersections,
+                                rays_in_reference_frame, render_explicit_mpi, sample_planes)
 
 
 def rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_homographies_agree_with_ray_intersections():
     uv = torch.tensor(rng.uniform(0, 20, (50, 2)))
     cams = CameraBatch.from_cameras(ref, [target], dtype=torch.float64)
     o, d = rays_in_reference_frame(cams, torch.zeros(50, dtype=torch.long), uv)
-    coords, _ = plane_intersections(geom, o, d, geom.depths_tensor(dtype=torch.float64))
+    coords, _ = plane_intersections(geom, o, d, depths_tensor(geom, dtype=torch.float64))
     mpi_px = (coords.numpy() + 1) / 2 * np.array([geom.mpi_width, geom.mpi_height]) - geom.offset
     homog = np.concatenate([uv.numpy(), np.ones((50, 1))], 1)
     for i, h in enumerate(hs):

@@ -4,7 +4,8 @@ Browser tests run the system's Chromium headless (SwiftShader WebGL2) through pl
 glTF checks run the Khronos validator and three.js, all from tools/js/node_modules (`npm ci` there;
 .ci/run installs Chromium, Node and glslang and runs it). Without them those tests skip, saying why —
 except under CI (CI=true), where a missing tool is a failure, so a green CI always ran them.
-Every picture is compared with nex_core/baked_render.py, the reference renderer of a baked MPI.
+Every picture is compared with nex_core/io/baked/reference_render.py, the reference renderer of a baked
+MPI.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nex_core.export.bake import bake_model, camera_span
 from nex_core.export.gltf import EXTENSION, Z_UP_TO_Y_UP, export_glb
 from nex_core.export.webview import SHADER_DIR, ViewerServer, viewer_config
 from nex_core.io.baked import read_baked, write_baked
-from nex_core.io.baked_render import render_baked
+from nex_core.io.baked.reference_render import render_baked
 from nex_core.io.cameras import Camera
 
 REPO = Path(__file__).resolve().parents[1]

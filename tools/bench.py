@@ -49,8 +49,9 @@ from bench_baseline import BaselineTrainer, reference_settings  # noqa: E402
 from nex_core.io import config as config_mod
 from nex_core.io.cameras import Camera, opencv_to_llff
 from nex_core.io.config import RunConfig
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model.cpuinfo import first_processor_fields
-from nex_core.model.mpi import MPIGeometry, plane_depths, rays_in_reference_frame
+from nex_core.model.mpi import rays_in_reference_frame
 from nex_core.model.nex_model import NexModel, alpha_offset
 from nex_core.runtime.allocator import keep_freed_memory
 from nex_core.runtime.render import chunk_for_budget, render_image

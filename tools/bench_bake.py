@@ -28,7 +28,7 @@ from nex_core.export.bake import _bake_planes, bake_to_dir, chunk_for
 from nex_core.io.baked import read_layout
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
-from nex_core.model.mpi import MPIGeometry, plane_depths
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model.nex_model import NexModel
 
 timer = {"f_theta": 0.0}

@@ -42,8 +42,9 @@ import torch.nn.functional as F
 
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig, RunConfig
+from nex_core.io.mpi_geometry import MPIGeometry
 from nex_core.io.scene import Scene
-from nex_core.model.mpi import CameraBatch, MPIGeometry
+from nex_core.model.mpi import CameraBatch, depths_tensor
 from nex_core.model.nex_model import alpha_offset
 from nex_core.training.trainer import build_geometry, load_scene_for, psnr_from_mse, sample_l_shaped
 
@@ -128,7 +129,7 @@ class BaselineNex(nn.Module):
         self.seq_basis = _mlp(4 * cfg.basis_order, cfg.basis_hidden, cfg.basis_mlp_layers, cfg.basis_out,
                               cfg.lrelu_slope)
         self.mpi_c = nn.Parameter(torch.empty(cfg.layers, 3, geom.mpi_height, geom.mpi_width).uniform_(-1.0, 1.0))
-        self.register_buffer("depths", geom.depths_tensor(), persistent=False)
+        self.register_buffer("depths", depths_tensor(geom), persistent=False)
         self.register_buffer("pos_freq", _freqs(cfg.pos_level), persistent=False)
         self.register_buffer("depth_freq", _freqs(cfg.depth_level), persistent=False)
         self.register_buffer("view_freq", _freqs(cfg.basis_order), persistent=False)

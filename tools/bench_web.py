@@ -31,7 +31,7 @@ from nex_core.export.webview import ViewerServer, viewer_config
 from nex_core.io.baked import read_layout, write_baked
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
-from nex_core.model.mpi import MPIGeometry, plane_depths
+from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model.nex_model import NexModel
 
 

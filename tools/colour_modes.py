@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 from nex_core.evaluation.metrics import psnr
 from nex_core.io import config as config_mod
 from nex_core.io.baked import read_baked
-from nex_core.io.baked_render import render_baked
+from nex_core.io.baked.reference_render import render_baked
 from nex_core.io.scene.loader import load_cameras
 
 

@@ -18,8 +18,8 @@ import torch
 
 from ..io.baked import BakedMPI, BakedWriter, MPIInfo
 from ..io.cameras import Camera, relative_pose
+from ..io.mpi_geometry import MPIGeometry
 from ..io.run_files import RunFiles
-from ..model.mpi import MPIGeometry
 from ..model.nex_model import NexModel
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -151,10 +151,9 @@ def mpi_info(model: NexModel, geom: MPIGeometry, ref_camera: Camera, train_camer
     """The baked MPI's description: geometry, reference pose, basis and the LUT's (vx, vy) range."""
     vx, vy = view_direction_range(ref_camera, train_cameras, lut_margin)
     cfg = model.cfg
-    return MPIInfo(width=geom.width, height=geom.height, fx=geom.fx, fy=geom.fy, cx=geom.cx, cy=geom.cy,
-                   offset=geom.offset, depths=geom.depths, layers=cfg.layers, sublayers=cfg.sublayers,
-                   n_basis=cfg.basis_out, basis_kind=cfg.basis, lut_width=lut_size, lut_height=lut_size,
-                   lut_vx=vx, lut_vy=vy, ref_c2w=ref_camera.c2w, invz=invz, metadata=dict(metadata or {}))
+    return MPIInfo.from_geometry(geom, layers=cfg.layers, sublayers=cfg.sublayers, n_basis=cfg.basis_out,
+                                 basis_kind=cfg.basis, lut_width=lut_size, lut_height=lut_size, lut_vx=vx,
+                                 lut_vy=vy, ref_c2w=ref_camera.c2w, invz=invz, metadata=dict(metadata or {}))
 
 
 class _Arrays:

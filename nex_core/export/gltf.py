@@ -40,8 +40,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..io.baked import BakedMPI, encode_signed, encode_unsigned, read_baked, read_layout
-from ..io.baked_render import basis_from_lut
+from ..io.baked import BakedMPI, read_baked, read_layout
+from ..io.baked.codec import encode_signed, encode_unsigned
+from ..io.baked.reference_render import basis_from_lut
 from ..io.errors import NexError
 
 EXTENSION = "EXT_nex_mpi"

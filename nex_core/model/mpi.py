@@ -1,14 +1,7 @@
-"""Multiplane-image geometry and compositing (torch).
+"""Multiplane-image rays, sampling and compositing (torch).
 
-An MPI lives in the reference camera's frame (OpenCV axes: x right, y down, z forward). Plane ``i`` is
-the plane ``z = depths[i]``; planes are ordered nearest first. Each plane carries an image of
-``(height + 2 * offset) x (width + 2 * offset)`` pixels: the reference image's pixel grid padded by
-``offset`` pixels on every side, so that novel views can see past the reference image border.
-
-MPI pixel ``(col, row)`` has its centre at reference pixel coordinate ``(col - offset + 0.5,
-row - offset + 0.5)``. Normalised MPI coordinates follow ``torch.nn.functional.grid_sample`` with
-``align_corners=False``: ``-1`` is the left edge of the first MPI pixel and ``+1`` the right edge of the
-last, so a texture of the MPI's size is sampled exactly at its pixel centres.
+Where an MPI sits, and its pixel and normalised-coordinate conventions, are described by
+:class:`~nex_core.io.mpi_geometry.MPIGeometry`.
 
 Rendering a target view intersects each target pixel's ray with every plane (equivalent to warping each
 plane by its plane-induced homography, see :func:`plane_homographies`), samples the planes there and
@@ -24,54 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from ..io.cameras import Camera, relative_pose
+from ..io.mpi_geometry import MPIGeometry
 
 Tensor = torch.Tensor
 
 
-def plane_depths(dmin: float, dmax: float, n: int, invz: bool) -> np.ndarray:
-    """Depths of ``n`` planes from ``dmin`` to ``dmax`` (nearest first), equally spaced in depth or in
-    inverse depth (``invz``)."""
-    if not (0.0 < dmin < dmax):
-        raise ValueError(f"need 0 < dmin < dmax, got dmin={dmin}, dmax={dmax}")
-    if n == 1:
-        return np.array([dmin], dtype=np.float64)
-    if invz:
-        return 1.0 / np.linspace(1.0 / dmin, 1.0 / dmax, n)
-    return np.linspace(dmin, dmax, n)
-
-
-@dataclass(frozen=True)
-class MPIGeometry:
-    """Where an MPI sits: the reference camera's intrinsics, the padding and the plane depths."""
-
-    width: int  # reference image width (pixels), without padding
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    offset: int  # padding in pixels on each side
-    depths: tuple[float, ...]  # nearest first
-
-    @property
-    def mpi_width(self) -> int:
-        return self.width + 2 * self.offset
-
-    @property
-    def mpi_height(self) -> int:
-        return self.height + 2 * self.offset
-
-    @property
-    def n_planes(self) -> int:
-        return len(self.depths)
-
-    @classmethod
-    def from_camera(cls, ref: Camera, offset: int, depths: np.ndarray) -> "MPIGeometry":
-        return cls(ref.width, ref.height, ref.fx, ref.fy, ref.cx, ref.cy, int(offset),
-                   tuple(float(d) for d in depths))
-
-    def depths_tensor(self, device: torch.device | str = "cpu", dtype=torch.float32) -> Tensor:
-        return torch.tensor(self.depths, device=device, dtype=dtype)
+def depths_tensor(geom: MPIGeometry, device: torch.device | str = "cpu", dtype=torch.float32) -> Tensor:
+    """The plane depths of ``geom`` as a tensor [D]."""
+    return torch.tensor(geom.depths, device=device, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,7 +86,7 @@ def plane_intersections(geom: MPIGeometry, origins: Tensor, dirs: Tensor,
     lands inside the padded MPI).
     """
     if depths is None:
-        depths = geom.depths_tensor(origins.device, origins.dtype)
+        depths = depths_tensor(geom, origins.device, origins.dtype)
     dz = dirs[:, 2]
     safe_dz = torch.where(dz.abs() > 1e-8, dz, torch.full_like(dz, 1e-8))
     s = (depths[:, None] - origins[None, :, 2]) / safe_dz[None, :]  # [D, R]
@@ -208,7 +161,7 @@ def render_explicit_mpi(rgba: Tensor, geom: MPIGeometry, ref: Camera, target: Ca
     for start in range(0, uv.shape[0], chunk):
         part = uv[start:start + chunk]
         o, d = rays_in_reference_frame(cams, torch.zeros(part.shape[0], dtype=torch.long, device=device), part)
-        coords, valid = plane_intersections(geom, o, d, geom.depths_tensor(device, rgba.dtype))
+        coords, valid = plane_intersections(geom, o, d, depths_tensor(geom, device, rgba.dtype))
         samples = sample_planes(rgba, coords)  # [D, 4, R]
         alpha = samples[:, 3:4] * valid[:, None].to(rgba.dtype)
         color, acc = composite_over(samples[:, :3], alpha)

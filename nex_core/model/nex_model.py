@@ -23,8 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..io.config import ModelConfig
+from ..io.mpi_geometry import MPIGeometry
 from .fused_mlp import compute_dtype, fused_trunk, trunk_input
-from .mpi import MPIGeometry, composite_over, plane_intersections, sample_planes
+from .mpi import composite_over, depths_tensor, plane_intersections, sample_planes
 
 Tensor = torch.Tensor
 
@@ -250,7 +251,7 @@ class NexModel(nn.Module):
         self.cfg, self.geom = cfg, geom
         self.fused_mlp = True  # see use_fused_mlp; False forces the plain autograd form
         self.sigmoid_offset = alpha_offset(cfg, geom.n_planes)
-        self.register_buffer("depths", geom.depths_tensor(), persistent=False)
+        self.register_buffer("depths", depths_tensor(geom), persistent=False)
         self.register_buffer("pos_freqs", 0.5 * math.pi * 2.0 ** torch.arange(cfg.pos_level, dtype=torch.float32),
                              persistent=False)
         depth_freqs = 0.5 * math.pi * 2.0 ** torch.arange(cfg.depth_level, dtype=torch.float32)

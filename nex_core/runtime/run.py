@@ -11,9 +11,9 @@ from ..io import config as config_mod
 from ..io.cameras import Camera
 from ..io.config import RunConfig
 from ..io.errors import CheckpointError, ConfigError
+from ..io.mpi_geometry import MPIGeometry
 from ..io.run_files import RunFiles
 from ..io.scene import Scene
-from ..model.mpi import MPIGeometry
 from ..model.nex_model import NexModel
 from ..training.trainer import (build_geometry, load_scene_for, model_settings, render_autocast_dtype,
                                 resolve_device)

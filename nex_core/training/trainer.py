@@ -22,10 +22,11 @@ from ..io.cameras import Camera
 from ..io.config import RunConfig
 from ..io.errors import ConfigError, DamagedCheckpointError, TrainingError
 from ..io.events import EventLog, Listener
+from ..io.mpi_geometry import MPIGeometry, plane_depths
 from ..io.run_files import PREVIEW_FILE, RunFiles
 from ..io.scene import Scene, load_scene
 from ..model.cpuinfo import first_processor_fields
-from ..model.mpi import CameraBatch, MPIGeometry, plane_depths, rays_in_reference_frame
+from ..model.mpi import CameraBatch, rays_in_reference_frame
 from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
                                   remove_partial_checkpoints, save_checkpoint)

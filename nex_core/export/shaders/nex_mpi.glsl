@@ -4,11 +4,11 @@
 // stage. One material per plane (the plane's quad mesh from the .glb), drawn back to front with standard
 // alpha blending (SRC_ALPHA, ONE_MINUS_SRC_ALPHA), no depth writes, both faces.
 //
-// It computes, like nex_core/baked_render.py (the reference): the plane point from the quad's texture
-// coordinates; alpha (the plane's base-colour texture's alpha) and k0 there, zero outside the plane;
-// the layer's coefficients where the view ray meets the layer's first plane (clamped to the edge); the
-// basis from the LUT at the ray's unit direction in the reference camera's frame (clamped to the LUT's
-// range); colour = clamp(k0 + sum_n k_n H_n, 0, 1) in display (sRGB-encoded) values.
+// It computes, like nex_core/io/baked/reference_render.py (the reference): the plane point from the
+// quad's texture coordinates; alpha (the plane's base-colour texture's alpha) and k0 there, zero outside
+// the plane; the layer's coefficients where the view ray meets the layer's first plane (clamped to the
+// edge); the basis from the LUT at the ray's unit direction in the reference camera's frame (clamped to
+// the LUT's range); colour = clamp(k0 + sum_n k_n H_n, 0, 1) in display (sRGB-encoded) values.
 //
 // three.js (tested): ShaderMaterial({ glslVersion: THREE.GLSL3, vertexShader: "#define NEX_VERTEX\n" + src,
 //   fragmentShader: "#define NEX_FRAGMENT\n" + src, uniforms, transparent: true,

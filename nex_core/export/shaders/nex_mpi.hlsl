@@ -2,8 +2,8 @@
 // (glTF extension EXT_nex_mpi; see docs/engines.md). HLSL (Shader Model 4+), for Unity (a Custom
 // Function node in Shader Graph, or a hand-written shader) and Unreal (a Custom material node with this
 // file under "Include File Paths"). The same computation as nex_mpi.glsl (tested in three.js against
-// nex_core/baked_render.py); this file is compiled in the tests with glslang's HLSL front end, but no
-// engine has run it here.
+// nex_core/io/baked/reference_render.py); this file is compiled in the tests with glslang's HLSL front
+// end, but no engine has run it here.
 //
 // One material per plane (the plane's quad from the .glb), drawn back to front with standard alpha
 // blending (SrcAlpha, OneMinusSrcAlpha), no depth writes, both faces ("Transparent", "Unlit").

@@ -1,5 +1,5 @@
 // NeX baked-MPI viewer: the colour and alpha of one plane where the view ray meets it, as
-// nex_core/baked_render.py computes them:
+// nex_core/io/baked/reference_render.py computes them:
 //   alpha and k0 sampled where the ray meets this plane (bilinear, zero outside the MPI: the atlas
 //   gutter holds zeros); the layer's coefficients where the ray meets the layer's first plane
 //   (coefficient_lookup = layer_first_plane; bilinear, clamped to the edge); the basis from the LUT at

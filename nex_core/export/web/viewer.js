@@ -2,7 +2,7 @@
 //
 // Reads baked/mpi.json (format "nex-baked-mpi" version 1, written by `nex bake`) and its PNG atlases, and
 // draws one quad per MPI plane, back to front, with the fragment shader mpi.frag (the same colour model
-// as nex_core/baked_render.py, the reference every real-time renderer is tested against).
+// as nex_core/io/baked/reference_render.py, the reference every real-time renderer is tested against).
 //
 // URL parameters (in the query string or the #hash; the hash wins):
 //   camera=<JSON>  a fixed camera: {"c2w": 4x4 camera-to-world (OpenCV axes: x right, y down, z forward)

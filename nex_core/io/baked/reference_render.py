@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .baked import BakedMPI
-from .cameras import Camera, relative_pose
+from ..cameras import Camera, relative_pose
+from .types import BakedMPI
 
 
 def bilinear(img: np.ndarray, px: np.ndarray, py: np.ndarray, clamp: bool) -> np.ndarray:
