@@ -14,7 +14,7 @@ from small_baked import write_small_baked
 from nex_core.io.addon import cameras as cam_logic
 from nex_core.io.addon import dataset, planes, shading_spec
 from nex_core.io.baked import read_baked, read_layout
-from nex_core.io.baked_render import render_baked
+from nex_core.io.baked.reference_render import render_baked
 from nex_core.io.cameras import Camera, opengl_to_opencv
 from nex_core.io.errors import SceneError
 from nex_core.io.scene.loader import load_cameras
