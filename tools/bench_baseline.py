@@ -45,7 +45,8 @@ from nex_core.io.config import ModelConfig, RunConfig
 from nex_core.io.scene import Scene
 from nex_core.model.mpi import CameraBatch, MPIGeometry
 from nex_core.model.nex_model import alpha_offset
-from nex_core.training.trainer import build_geometry, load_scene_for, psnr_from_mse, sample_l_shaped
+from nex_core.runtime.setup import build_geometry, load_scene_for
+from nex_core.training.trainer import psnr_from_mse, sample_l_shaped
 
 Tensor = torch.Tensor
 

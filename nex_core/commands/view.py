@@ -35,7 +35,7 @@ def training_span(run_dir: Path) -> dict | None:
     try:
         from ..export.bake import camera_span
         from ..io import config as config_mod
-        from ..training.trainer import load_scene_for
+        from ..runtime.setup import load_scene_for
 
         cfg = config_mod.load(run_dir / "config.toml")
         scene = load_scene_for(cfg)

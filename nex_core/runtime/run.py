@@ -14,9 +14,9 @@ from ..io.errors import CheckpointError, ConfigError
 from ..io.scene import Scene
 from ..model.mpi import MPIGeometry
 from ..model.nex_model import NexModel
-from ..training.trainer import (build_geometry, load_scene_for, model_settings, render_autocast_dtype,
-                                resolve_device)
 from .checkpoint import fingerprint, list_checkpoints, load_checkpoint
+from .device import render_autocast_dtype, resolve_device
+from .setup import build_geometry, load_scene_for, model_settings
 
 
 @dataclass
