@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -23,13 +22,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_view)
 
 
-def find_baked(path: Path) -> Path:
-    """RUN itself if it holds mpi.json, else RUN/baked (which may not exist yet)."""
-    from ..io.baked import MANIFEST
-
-    return path if (path / MANIFEST).is_file() else path / "baked"
-
-
 def training_span(run_dir: Path) -> dict | None:
     """The training cameras' span for a bake made before the span was recorded (None if unknown)."""
     try:
@@ -44,35 +36,14 @@ def training_span(run_dir: Path) -> dict | None:
         return None
 
 
-def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
-    """(baked MPI directory, exit code) for a run or baked directory, baking the run first (4096 atlases)
-    when it has none and ``no_bake`` is false; a non-zero code is the failed bake's."""
-    from ..io.errors import ConfigError, FormatError
-
-    if not path.exists():
-        raise ConfigError(f"{path}: no such run or baked directory; check the path")
-    baked = find_baked(path)
-    if not (baked / "mpi.json").is_file():
-        if no_bake or not (path / "config.toml").is_file():
-            raise FormatError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
-        print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
-        from .bake import cmd_bake
-
-        code = cmd_bake(argparse.Namespace(run=str(path), out=None, max_texture=4096, lut_size=256,
-                                           compress_level=3, device=None))
-        return baked, code
-    return baked, 0
-
-
 def cmd_view(args: argparse.Namespace) -> int:
     from ..export.webview import ViewerServer, viewer_config
     from ..io.baked import read_layout
     from ..io.errors import ConfigError
+    from .baked_input import ensure_baked
 
     path = Path(args.run)
-    baked, code = ensure_baked(path, args.no_bake)
-    if code:
-        return code
+    baked = ensure_baked(path, args.no_bake)
     layout = read_layout(baked, verify=False)  # metadata only; the server checks the textures it serves
     span = layout.info.metadata.get("camera_span")
     if span is None and baked != path:
