@@ -15,7 +15,7 @@ from nex_core.io.baked import BakedMPI, MPIInfo, read_layout, write_baked
 from nex_core.io.cameras import Camera
 from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.runtime.checkpoint import fingerprint
-from nex_core.training.trainer import model_settings
+from nex_core.runtime.setup import model_settings
 
 # 1 / linspace(1, 1/4, 6), rounded to 6 places
 DEPTHS = [1.0, 1.176471, 1.428571, 1.818182, 2.5, 4.0]

@@ -176,29 +176,6 @@ def test_grid_field_learns(tmp_path):
     assert losses[-1] < losses[0] / 2
 
 
-CPUINFO_SPR = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n"
-CPUINFO_COOPER = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16\n"
-CPUINFO_ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512f avx512_bf16\n"
-CPUINFO_ARM = "processor\t: 0\nFeatures\t: fp asimd bf16\n"
-
-
-@pytest.mark.parametrize("cpuinfo,native,want", [
-    (CPUINFO_SPR, True, True), (CPUINFO_ZEN4, True, True), (CPUINFO_COOPER, True, False),
-    (CPUINFO_ARM, True, True), (CPUINFO_SPR, False, False)])
-def test_auto_precision_uses_bf16_only_where_it_is_faster(monkeypatch, cpuinfo, native, want):
-    from nex_core.training import trainer as train
-    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: native)
-    assert train.cpu_prefers_bf16(cpuinfo) is want
-
-
-def test_cpu_flags_are_read_from_the_first_processor():
-    from nex_core.training.trainer import cpu_flags_and_vendor
-    text = CPUINFO_ZEN4 + "\nprocessor\t: 1\nvendor_id\t: Other\nflags\t\t: sse\n"
-    flags, vendor = cpu_flags_and_vendor(text)
-    assert vendor == "AuthenticAMD" and "avx512_bf16" in flags and "sse" not in flags
-
-
-
 def test_fp16_training_scales_its_loss(monkeypatch, tmp_path):
     """GPUs without bf16 train in fp16, which needs loss scaling; run that path here with CPU fp16
     autocast: the scaler is on, the loss curve follows the default precision's, and the scaler's state

@@ -54,8 +54,9 @@ from nex_core.model.cpuinfo import first_processor_fields
 from nex_core.model.mpi import rays_in_reference_frame
 from nex_core.model.nex_model import NexModel, alpha_offset
 from nex_core.runtime.allocator import keep_freed_memory
+from nex_core.runtime.device import cpu_flags_and_vendor
 from nex_core.runtime.render import chunk_for_budget, render_image
-from nex_core.training.trainer import Trainer, cpu_flags_and_vendor, gradient_loss, sample_l_shaped
+from nex_core.training.trainer import Trainer, gradient_loss, sample_l_shaped
 
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
 SECTIONS = ("bench-s", "paper", "fast", "render", "bake", "profile", "cuda")
@@ -132,7 +133,7 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The matrix-relevant feature flags of this CPU (nex_core.training.trainer reads them for the precision choice)."""
+    """The matrix-relevant feature flags of this CPU (nex_core.runtime.device reads them for the precision choice)."""
     flags, _ = cpu_flags_and_vendor()
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
 

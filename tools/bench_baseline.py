@@ -46,7 +46,8 @@ from nex_core.io.mpi_geometry import MPIGeometry
 from nex_core.io.scene import Scene
 from nex_core.model.mpi import CameraBatch, depths_tensor
 from nex_core.model.nex_model import alpha_offset
-from nex_core.training.trainer import build_geometry, load_scene_for, psnr_from_mse, sample_l_shaped
+from nex_core.runtime.setup import build_geometry, load_scene_for
+from nex_core.training.trainer import psnr_from_mse, sample_l_shaped
 
 Tensor = torch.Tensor
 

@@ -6,6 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
+from .console import counter_progress, stderr_console
+
+MAX_TEXTURE = 4096  # the default atlas side: every GPU takes it
+LUT_SIZE = 256
+COMPRESS_LEVEL = 3
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,35 +22,41 @@ def register(subparsers) -> None:
         "the Blender import, the glTF and web exports read.")
     p.add_argument("run", help="run directory (trained with `nex train`)")
     p.add_argument("--out", help="output directory (default: RUN/baked); replaced only once complete")
-    p.add_argument("--max-texture", type=int, default=4096, choices=[4096, 8192, 16384],
+    p.add_argument("--max-texture", type=int, default=MAX_TEXTURE, choices=[4096, 8192, 16384],
                    help="largest atlas side in texels (default: 4096, which every GPU supports)")
-    p.add_argument("--lut-size", type=int, default=256,
+    p.add_argument("--lut-size", type=int, default=LUT_SIZE,
                    help="basis look-up table resolution per side (default: 256)")
-    p.add_argument("--compress-level", type=int, default=3, choices=range(10), metavar="0-9",
+    p.add_argument("--compress-level", type=int, default=COMPRESS_LEVEL, choices=range(10), metavar="0-9",
                    help="PNG (zlib) compression: 1 fastest, 9 smallest (default: 3)")
     p.add_argument("--device", help="torch device for the networks (default: the run's own setting)")
     p.set_defaults(func=cmd_bake)
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from ..export.bake import bake_run
-    from ..io.baked import MANIFEST, read_layout
     from ..io.errors import ConfigError
-    from ..runtime.run import open_run
 
     if not 2 <= args.lut_size <= 4096:
         raise ConfigError(f"--lut-size {args.lut_size}: choose between 2 and 4096 (default 256)")
-    console = Console(stderr=True, soft_wrap=True)
-    run = open_run(Path(args.run), device=args.device)
+    bake_and_report(Path(args.run), Path(args.out) if args.out else None, max_texture=args.max_texture,
+                    lut_size=args.lut_size, compress_level=args.compress_level, device=args.device)
+    return 0
+
+
+def bake_and_report(run_dir: Path, out: Path | None = None, max_texture: int = MAX_TEXTURE,
+                    lut_size: int = LUT_SIZE, compress_level: int = COMPRESS_LEVEL,
+                    device: str | None = None) -> Path:
+    """Bake a run (into ``out``, default RUN/baked) with a progress bar, print what was written and return
+    the baked directory."""
+    from ..export.bake import bake_run
+    from ..io.baked import MANIFEST, read_layout
+    from ..runtime.run import open_run
+
+    console = stderr_console(soft_wrap=True)
+    run = open_run(run_dir, device=device)
     start = time.time()
-    with Progress(TextColumn("bake"), BarColumn(), MofNCompleteColumn(), TextColumn("planes"),
-                  TimeRemainingColumn(), console=console, transient=True) as progress:
+    with counter_progress(console, "bake", "planes", transient=True) as progress:
         task = progress.add_task("bake", total=run.geom.n_planes)
-        out = bake_run(run, Path(args.out) if args.out else None, max_texture=args.max_texture,
-                       lut_size=args.lut_size, compress_level=args.compress_level,
+        out = bake_run(run, out, max_texture=max_texture, lut_size=lut_size, compress_level=compress_level,
                        progress=lambda done, total: progress.update(task, completed=done))
     seconds = time.time() - start
     layout = read_layout(out, verify=False)  # just written: its checksums are fresh
@@ -62,7 +74,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
                       f"({', '.join(dims)}), {_size(size)}")
     total = layout.texture_bytes() + (out / MANIFEST).stat().st_size
     console.print(f"  total: {len(layout.textures)} textures, {_size(total)}")
-    return 0
+    return out
 
 
 def _size(n: int) -> str:

@@ -29,15 +29,13 @@ def register(subparsers) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export.gltf import export_glb
     from ..io.errors import ConfigError
-    from .view import ensure_baked
+    from .baked_input import ensure_baked
 
     out = Path(args.gltf)
     if out.suffix.lower() != ".glb":
         raise ConfigError(f"--gltf {out}: write a binary glTF file ending in .glb")
     path = Path(args.run)
-    baked, code = ensure_baked(path, args.no_bake)
-    if code:
-        return code
+    baked = ensure_baked(path, args.no_bake)
     start = time.time()
     summary = export_glb(baked, out, extension=not args.no_extension, compress_level=args.compress_level)
     print(f"wrote {out}: {summary['planes']} planes, {summary['textures']} textures, "

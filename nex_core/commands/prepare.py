@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
+
+from .console import EventPrinter
+from .stop_flag import StopFlag
 
 PHASE_LABELS = {"photos": "photos", "features": "features", "matching": "matching", "mapping": "mapping",
                 "undistortion": "undistort", "writing": "writing"}
 
 
-class PreparePrinter:
+class PreparePrinter(EventPrinter):
     """Turns prepare events into one rich progress bar per phase (plain lines when not on a terminal)."""
 
     def __init__(self, quiet: bool = False):
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False)
-        self.quiet = quiet
-        self.progress = None
+        super().__init__(quiet, soft_wrap=True, plain_every=5.0)
         self.tasks: dict[str, Any] = {}
-        self.last_plain = 0.0
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.quiet:
@@ -40,26 +37,15 @@ class PreparePrinter:
         elif kind in ("cancelled", "error", "report"):
             self.close()
 
-    def _ensure_progress(self) -> None:
-        if self.progress is None and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[unit]}"), TimeRemainingColumn(),
-                                     console=self.console)
-            self.progress.start()
-
     def _start(self, phase: str, event: dict[str, Any]) -> None:
-        self._ensure_progress()
-        if self.progress is not None:
-            self.tasks[phase] = self.progress.add_task(PHASE_LABELS[phase], total=event["steps"],
-                                                       unit=event["unit"])
+        progress = self.start_progress("{task.description:<10}", "{task.fields[unit]}")
+        if progress is not None:
+            self.tasks[phase] = progress.add_task(PHASE_LABELS[phase], total=event["steps"], unit=event["unit"])
 
     def _advance(self, phase: str, event: dict[str, Any]) -> None:
         if self.progress is not None and phase in self.tasks:
             self.progress.update(self.tasks[phase], completed=event["step"])
-        elif self.progress is None and time.time() - self.last_plain > 5:
-            self.last_plain = time.time()
+        elif self.progress is None and self.plain.ready():
             eta = f", about {event['eta_s']:.0f} s left" if event.get("eta_s") is not None else ""
             self.say(f"{phase}: {event['step']}/{event['steps']} {event['unit']}{eta}")
 
@@ -69,15 +55,6 @@ class PreparePrinter:
             self.progress.update(task, completed=self.progress.tasks[task].total)
         else:
             self.say(f"{phase}: done in {event['elapsed_s']:.1f} s")
-
-    def say(self, text: str) -> None:
-        """Print plain text (no rich markup: file names may contain brackets), unwrapped."""
-        self.console.print(text, markup=False, soft_wrap=True)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
 
 
 def _options(args: argparse.Namespace):
@@ -98,7 +75,6 @@ def _quiet_colmap(verbose: bool) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from ..cli import StopFlag
     from ..io.errors import CancelledError
     from ..sfm.pipeline import default_scene_dir, prepare_scene
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ..io.run_files import RunFiles
 
 
 def register(subparsers) -> None:
@@ -23,21 +24,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_view)
 
 
-def find_baked(path: Path) -> Path:
-    """RUN itself if it holds mpi.json, else RUN/baked (which may not exist yet)."""
-    from ..io.baked import MANIFEST
-    from ..io.run_files import RunFiles
-
-    return path if (path / MANIFEST).is_file() else RunFiles(path).baked
-
-
 def training_span(run_dir: Path) -> dict | None:
     """The training cameras' span for a bake made before the span was recorded (None if unknown)."""
     try:
         from ..export.bake import camera_span
         from ..io import config as config_mod
-        from ..io.run_files import RunFiles
-        from ..training.trainer import load_scene_for
+        from ..runtime.setup import load_scene_for
 
         cfg = config_mod.load(RunFiles(run_dir).config)
         scene = load_scene_for(cfg)
@@ -46,37 +38,14 @@ def training_span(run_dir: Path) -> dict | None:
         return None
 
 
-def ensure_baked(path: Path, no_bake: bool) -> tuple[Path, int]:
-    """(baked MPI directory, exit code) for a run or baked directory, baking the run first (4096 atlases)
-    when it has none and ``no_bake`` is false; a non-zero code is the failed bake's."""
-    from ..io.baked import MANIFEST
-    from ..io.errors import ConfigError, FormatError
-    from ..io.run_files import RunFiles
-
-    if not path.exists():
-        raise ConfigError(f"{path}: no such run or baked directory; check the path")
-    baked = find_baked(path)
-    if not (baked / MANIFEST).is_file():
-        if no_bake or not RunFiles(path).config.is_file():
-            raise FormatError(f"{path} has no baked MPI ({baked}/{MANIFEST}); bake it first with `nex bake {path}`")
-        print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
-        from .bake import cmd_bake
-
-        code = cmd_bake(argparse.Namespace(run=str(path), out=None, max_texture=4096, lut_size=256,
-                                           compress_level=3, device=None))
-        return baked, code
-    return baked, 0
-
-
 def cmd_view(args: argparse.Namespace) -> int:
     from ..export.webview import ViewerServer, viewer_config
     from ..io.baked import read_layout
     from ..io.errors import ConfigError
+    from .baked_input import ensure_baked
 
     path = Path(args.run)
-    baked, code = ensure_baked(path, args.no_bake)
-    if code:
-        return code
+    baked = ensure_baked(path, args.no_bake)
     layout = read_layout(baked, verify=False)  # metadata only; the server checks the textures it serves
     span = layout.info.metadata.get("camera_span")
     if span is None and baked != path:

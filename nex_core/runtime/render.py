@@ -10,18 +10,13 @@ import torch
 from ..io.cameras import Camera
 from ..model.mpi import CameraBatch, pixel_grid, rays_in_reference_frame
 from ..model.nex_model import NexModel
+from .device import is_out_of_memory
 
 
 def chunk_for_budget(model: NexModel, budget_bytes: float = 1.5e9) -> int:
     """Rays per chunk so the widest activation (planes x rays x hidden floats) fits ``budget_bytes``."""
     per_ray = model.geom.n_planes * max(model.cfg.hidden, 1 + 3 * model.cfg.basis_out) * 4 * 3
     return int(max(256, min(1 << 16, budget_bytes // per_ray)))
-
-
-def _is_oom(exc: BaseException) -> bool:
-    from ..training.trainer import is_out_of_memory
-
-    return is_out_of_memory(exc)
 
 
 @torch.no_grad()
@@ -45,7 +40,7 @@ def render_image(model: NexModel, ref: Camera, camera: Camera, chunk: int = 0,
             try:
                 parts.append(model(origins, dirs).float())
             except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
-                if not _is_oom(exc) or chunk <= 64:
+                if not is_out_of_memory(exc) or chunk <= 64:
                     raise
                 chunk //= 2  # retry this chunk smaller
                 if device.type == "cuda":

@@ -15,9 +15,9 @@ from ..io.mpi_geometry import MPIGeometry
 from ..io.run_files import RunFiles
 from ..io.scene import Scene
 from ..model.nex_model import NexModel
-from ..training.trainer import (build_geometry, load_scene_for, model_settings, render_autocast_dtype,
-                                resolve_device)
 from .checkpoint import fingerprint, list_checkpoints, load_checkpoint
+from .device import render_autocast_dtype, resolve_device
+from .setup import build_geometry, load_scene_for, model_settings
 
 
 @dataclass

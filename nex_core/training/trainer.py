@@ -22,113 +22,19 @@ from ..io.cameras import Camera
 from ..io.config import RunConfig
 from ..io.errors import ConfigError, DamagedCheckpointError, TrainingError
 from ..io.events import EventLog, Listener
-from ..io.mpi_geometry import MPIGeometry, plane_depths
 from ..io.run_files import PREVIEW_FILE, RunFiles
-from ..io.scene import Scene, load_scene
-from ..model.cpuinfo import first_processor_fields
 from ..model.mpi import CameraBatch, rays_in_reference_frame
 from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
                                   remove_partial_checkpoints, save_checkpoint)
+from ..runtime.device import autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device
 from ..runtime.render import render_image
+from ..runtime.setup import build_geometry, load_scene_for, model_settings
 from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device, shard_triples,
                           shutdown, wrap_model)
 
 Tensor = torch.Tensor
 PREVIEW_WIDTH = 256
-
-
-# --------------------------------------------------------------------------------------------------
-# Setup helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but this machine has no CUDA GPU; use 'auto' or 'cpu'")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matrix products natively (AVX-512 BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_flags_and_vendor(cpuinfo: str | None = None) -> tuple[set[str], str]:
-    """The first processor's feature flags and vendor id from /proc/cpuinfo text (default: this machine's;
-    nothing where it cannot be read)."""
-    fields = first_processor_fields(cpuinfo)
-    return set(fields.get("flags", "").split()), fields.get("vendor_id", "")
-
-
-def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether bf16 training is faster than fp32 on this CPU (what ``precision = "auto"`` uses).
-
-    Native bf16 is necessary but not enough (docs/benchmarks.md): bf16 steps are 2-3x faster than fp32 with
-    AMX and on AMD's AVX-512 BF16 (Zen 4), but slower on a Xeon whose oneDNN is held to AVX-512 BF16 without
-    AMX (what Intel's bf16 parts without AMX run). Where the flags cannot be read, native bf16 decides.
-    """
-    if not cpu_has_native_bf16():
-        return False
-    flags, vendor = cpu_flags_and_vendor(cpuinfo)
-    if not flags:
-        return True
-    return "amx_bf16" in flags or (vendor == "AuthenticAMD" and "avx512_bf16" in flags)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The training autocast dtype for a precision setting (None: plain fp32).
-
-    "auto" is bf16 on CUDA and on CPUs where it is faster (:func:`cpu_prefers_bf16`; measured by
-    tools/bench.py on the shipped scene: 2-3x less time a step, the same held-out PSNR after 300 steps),
-    else fp32. On a GPU without bf16, "auto" and "bf16" are fp16 (the trainer scales its loss then).
-    """
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "bf16" or cpu_prefers_bf16():
-        return torch.bfloat16
-    return None
-
-
-def render_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast for evaluation renders: only on CUDA; CPU renders stay fp32 (they are cheap next to
-    training, and bf16 renders cost about 0.3 dB)."""
-    return autocast_dtype(precision, device) if device.type == "cuda" else None
-
-
-def load_scene_for(cfg: RunConfig) -> Scene:
-    """Load the configured scene with the configured overrides."""
-    d = cfg.data
-    if not d.scene:
-        raise ConfigError("no scene given: pass a scene directory (data.scene)")
-    invz = None if d.invz == "auto" else d.invz == "true"
-    return load_scene(Path(d.scene), width=d.width or None, holdout=d.holdout, ref_image=d.ref_image or None,
-                      dmin=d.dmin or None, dmax=d.dmax or None, invz=invz,
-                      offset=d.offset if d.offset >= 0 else None, min_images=d.min_images)
-
-
-def build_geometry(scene: Scene, cfg: RunConfig) -> MPIGeometry:
-    """The MPI geometry for a scene: the reference camera, padding and plane depths."""
-    spec = scene.planes
-    ref = scene.cameras[scene.ref_id]
-    offset = spec.offset if spec.offset is not None else int(round(cfg.data.offset_fraction * ref.width))
-    n = cfg.model.layers * cfg.model.sublayers
-    return MPIGeometry.from_camera(ref, offset, plane_depths(spec.dmin, spec.dmax, n, spec.invz))
-
-
-def model_settings(cfg: RunConfig, geom: MPIGeometry) -> dict:
-    """What a checkpoint's tensors depend on (compared on resume)."""
-    m = cfg.model
-    return {"model": config_mod.to_dict(cfg)["model"], "mpi": [geom.width, geom.height, geom.offset,
-            m.layers * m.sublayers, [round(x, 6) for x in geom.depths]]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,14 +82,6 @@ class TrainingObjective(torch.nn.Module):
     def forward(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         k0_images = self.model.k0_images()  # once per step: the render and the TV term share it
         return self.model(origins, dirs, k0_images), self.model.tv_loss(k0_images)
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA and CPU allocation failures."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
 
 
 def psnr_from_mse(mse: float) -> float:

@@ -1,0 +1,153 @@
+"""``nex train SCENE``: train a NeX model into a run directory (resumable), then evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..io import config as config_mod
+from ..io.errors import NexError
+from ..io.run_files import RunFiles
+from .console import EventPrinter
+from .evaluate import report_evaluation
+from .stop_flag import StopFlag
+
+TRAIN_OVERRIDES = {
+    "width": ("data.width", int, "resize images to this width in pixels"),
+    "holdout": ("data.holdout", int, "hold out every N-th image for evaluation (0: none)"),
+    "ref_image": ("data.ref_image", str, "reference view (image file name or stem)"),
+    "dmin": ("data.dmin", float, "depth of the nearest plane (default: planes.txt or scene bounds)"),
+    "dmax": ("data.dmax", float, "depth of the farthest plane"),
+    "offset": ("data.offset", int, "MPI padding in pixels (default: planes.txt or 1/5 of the width)"),
+    "layers": ("model.layers", int, "plane groups sharing coefficients and k0"),
+    "sublayers": ("model.sublayers", int, "planes per layer"),
+    "hidden": ("model.hidden", int, "width of the coefficient MLP"),
+    "basis": ("model.basis", str, "view basis: learned, sh (spherical harmonics) or fourier"),
+    "basis_out": ("model.basis_out", int, "number of basis functions N"),
+    "field": ("model.field", str, "form of F_theta: mlp (the reference's) or grid (opt-in: feature grids "
+                                  "+ small MLP, several times fewer operations per step)"),
+    "steps": ("train.steps", int, "training steps"),
+    "rays": ("train.rays", int, "rays per step"),
+    "images_per_step": ("train.images_per_step", int, "training images the rays of one step come from"),
+    "lr": ("train.lr", float, "learning rate of the coefficient MLP"),
+    "seed": ("train.seed", int, "random seed"),
+    "device": ("train.device", str, "auto, cpu, cuda or cuda:N"),
+    "precision": ("train.precision", str, "auto (bf16 on CUDA, fp16 with loss scaling on GPUs without bf16; "
+                                          "bf16 on CPUs where it is faster), fp32 or bf16"),
+    "eval_every": ("train.eval_every", int, "steps between held-out PSNR checks (0: at the end)"),
+    "checkpoint_every": ("train.checkpoint_every", int, "steps between checkpoints"),
+}
+"""Flags that override one config entry each: flag name -> (dotted config key, type, help)."""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a NeX model on a scene directory",
+                              description="Train a NeX model. A scene directory holds images/ and poses "
+                              "(poses_bounds.npy, sparse/0 or transforms.json). Progress goes to the terminal and "
+                              "to RUN/events.jsonl; Ctrl-C stops with a checkpoint you can resume.")
+    p.add_argument("scene", nargs="?", help="scene directory")
+    p.add_argument("--out", help="run directory (default: runs/<scene>-<preset>)")
+    p.add_argument("--preset", default="fast", choices=list(config_mod.PRESETS),
+                   help="settings preset: tiny (tests, seconds), fast (CPU demo, minutes), paper (the "
+                   "reference's defaults, GPU hours) (default: fast)")
+    p.add_argument("--config", help="a config.toml to start from instead of a preset")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its newest checkpoint")
+    inv = p.add_mutually_exclusive_group()
+    inv.add_argument("--invz", dest="invz", action="store_true", default=None,
+                     help="space planes evenly in inverse depth")
+    inv.add_argument("--no-invz", dest="invz", action="store_false", help="space planes evenly in depth")
+    for name, (_, typ, text) in TRAIN_OVERRIDES.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=text)
+    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+
+class TrainPrinter(EventPrinter):
+    """Turns training events into a rich progress bar (or plain lines when not on a terminal)."""
+
+    task: Any = None  # the bar's task, once training has started
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        kind, phase = event.get("kind"), event.get("phase")
+        if kind == "start" and phase == "train":
+            self._start(event)
+        elif kind == "progress" and phase == "train":
+            self._advance(event)
+        elif kind == "test_psnr" and event.get("test_psnr") is not None:
+            self.say(f"step {event['step']}: held-out PSNR {event['test_psnr']:.2f} dB "
+                     f"({event.get('elapsed_s', 0):.0f} s)")
+        elif kind == "warning" and event.get("message"):
+            self.say(f"warning: {event['message']}")
+        elif kind == "resume":
+            self.say(f"resuming from step {event['step']} ({event['checkpoint']})")
+        elif kind == "cancelled":
+            self.say(f"stopped at step {event['step']}; resume with `nex train --resume RUN`")
+
+    def _start(self, event: dict[str, Any]) -> None:
+        self.say(f"training: {event['n_train']} views ({event['n_test']} held out), "
+                 f"{event['planes']} planes, {event['steps']} steps")
+        progress = self.start_progress("train", "{task.fields[info]}")
+        if progress is not None:
+            self.task = progress.add_task("train", total=event["steps"], completed=event["step"], info="")
+
+    def _advance(self, event: dict[str, Any]) -> None:
+        info = f"loss {event['loss']:.4f}  PSNR {event['psnr']:.2f}  {event['rays_per_s'] / 1000:.1f}k rays/s"
+        done = event["step"] >= event["steps"]
+        if self.progress is not None:
+            self.progress.update(self.task, completed=event["step"], info=info)
+            if done:
+                self.close()
+        elif self.plain.ready(force=done):
+            self.say(f"step {event['step']}/{event['steps']}  {info}")
+
+
+def config_from_args(args: argparse.Namespace) -> config_mod.RunConfig:
+    """The run's config: --config or the preset, the scene, then every override flag given."""
+    cfg = config_mod.load(Path(args.config)) if args.config else config_mod.preset(args.preset)
+    if args.scene:
+        cfg.data.scene = str(Path(args.scene).resolve())
+    overrides = {dotted: getattr(args, name) for name, (dotted, _, _) in TRAIN_OVERRIDES.items()}
+    if args.invz is not None:
+        overrides["data.invz"] = "true" if args.invz else "false"
+    return config_mod.apply_overrides(cfg, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..runtime.checkpoint import list_checkpoints
+    from ..training.distributed import DistInfo
+    from ..training.trainer import Trainer
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = config_mod.load(RunFiles(run_dir).config)
+    else:
+        if not args.scene and not args.config:
+            raise NexError("give a scene directory (nex train SCENE) or --config FILE, or --resume RUN")
+        cfg = config_from_args(args)
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{Path(cfg.data.scene).name}-{cfg.preset}"
+        if list_checkpoints(run_dir):
+            raise NexError(f"{run_dir} already holds a trained run; continue it with `nex train --resume "
+                           f"{run_dir}` or pass another --out")
+    printer = TrainPrinter(quiet=args.quiet or not DistInfo.from_env().is_main)
+    stop = StopFlag()
+    stop.install()
+    try:
+        trainer = Trainer(cfg, run_dir, listeners=[printer], should_stop=stop)
+        result = trainer.train()
+    finally:
+        printer.close()
+    if result.cancelled:
+        return 130
+    if not trainer.dist.is_main:
+        return 0
+    msg = f"done: {result.step} steps in {result.seconds:.0f} s"
+    if result.test_psnr is not None:
+        msg += f", held-out PSNR {result.test_psnr:.2f} dB"
+    printer.say(msg + f"; run directory: {run_dir}")
+    if not args.no_eval:
+        report_evaluation(run_dir, with_lpips=True, console=printer.console)
+    return 0
