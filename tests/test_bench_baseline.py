@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_mpi import random_pose
+from support.poses import random_pose
 
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
