@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from reference_renderer import render_reference
 from support.poses import random_pose
 
 from nex_core.io.cameras import Camera
 from nex_core.model.mpi import (CameraBatch, MPIGeometry, composite_over, plane_depths, plane_homographies,
                                 plane_intersections, rays_in_reference_frame, render_explicit_mpi,
                                 sample_planes)
+from nex_core.model.reference_render import render_reference
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

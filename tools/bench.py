@@ -1,6 +1,6 @@
 """Benchmarks of nex_core against a straightforward implementation of the same algorithm
-(``tools/bench_baseline.py``): training-step time, quality per step and per wall-clock minute, full-image
-render time and memory, bake time and memory.
+(``nex_core/training/reference_trainer.py``): training-step time, quality per step and per wall-clock
+minute, full-image render time and memory, bake time and memory.
 
     /work/venv/bin/python tools/bench.py [--quick] [--json out.json] [--only NAME ...] [--threads N]
 
@@ -40,11 +40,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-TOOLS = Path(__file__).resolve().parent
-REPO = TOOLS.parent
-sys.path.insert(0, str(TOOLS))
-
-from bench_baseline import BaselineTrainer, reference_settings  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 from nex_core.io import config as config_mod
 from nex_core.io.cameras import Camera, opencv_to_llff
@@ -54,6 +50,7 @@ from nex_core.model.mpi import MPIGeometry, plane_depths, rays_in_reference_fram
 from nex_core.model.nex_model import NexModel, alpha_offset
 from nex_core.runtime.allocator import keep_freed_memory
 from nex_core.runtime.render import chunk_for_budget, render_image
+from nex_core.training.reference_trainer import BaselineTrainer, reference_settings
 from nex_core.training.trainer import Trainer, cpu_flags_and_vendor, gradient_loss, sample_l_shaped
 
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
