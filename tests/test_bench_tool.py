@@ -1,5 +1,5 @@
 """The benchmark harness (tools/bench.py and its parts in tools/benchmark/) without running a benchmark:
-the flags, the JSON layout of a run whose only section is skipped, and the step-time rows."""
+the flags, the JSON layout of a run whose only section is skipped, the step-time rows, and a worker process."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 from benchmark.results import Section, to_json
 from benchmark.steps import add_step_rows
+from benchmark.workers import run_worker
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "tools" / "bench.py"
@@ -57,3 +58,12 @@ def test_step_rows_pair_every_variant_with_the_baseline():
     row = to_json({}, argparse.Namespace(quick=True), [sec])["sections"]["bench-s"]["rows"][0]
     assert row == {"section": "bench-s", "variant": "ours", "metric": "s / step", "median": 2.0, "min": 1.0,
                    "max": 4.0, "unit": "s", "note": "wall clock"}
+
+
+def test_a_worker_runs_in_its_own_process_and_reports_its_failure(tmp_path):
+    """run_worker starts ``tools/bench.py --worker``; a worker that fails comes back as its error's last line."""
+    missing = tmp_path / "no_such_run"
+    result = run_worker("bake", {"device": "cpu", "run_dir": str(missing), "out_dir": str(tmp_path / "out")},
+                        threads=1, timeout=120)
+    assert set(result) == {"error"} and len(result["error"]) == 1
+    assert "no_such_run" in result["error"][0], result
