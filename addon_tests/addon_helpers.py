@@ -1,4 +1,4 @@
-"""Helpers shared by the add-on tests (imported by name: addon_tests/ is on sys.path)."""
+"""Helpers shared by the add-on tests (imported by name: pyproject.toml puts addon_tests/ on sys.path)."""
 
 from __future__ import annotations
 

@@ -24,10 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO, exact_render_settings, wait_job  # noqa: E402
+from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO, exact_render_settings, wait_job
 
 if importlib.util.find_spec("bpy") is None:
     collect_ignore_glob = ["test_*.py"]  # noqa: F841 - pytest reads it: no Blender module, no add-on tests

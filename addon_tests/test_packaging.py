@@ -10,6 +10,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import build_extension
 import numpy as np
 from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO
 
@@ -19,11 +20,6 @@ OPERATORS = ("prepare", "train", "resume", "cancel", "bake", "export", "import_c
 
 
 def _blender_ext() -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import build_extension
-    finally:
-        sys.path.pop(0)
     return build_extension.find_blender_ext()
 
 
@@ -117,11 +113,6 @@ def test_fresh_blender_never_imports_torch_or_pillow(extension_zip, tmp_path):
 
 
 def test_build_tool_rejects_torch_in_vendored_modules(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import build_extension
-    finally:
-        sys.path.pop(0)
     fake = tmp_path / "nex_core"
     for rel in build_extension.VENDORED:
         (fake / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_mpi import random_pose
+from support.images import psnr
+from support.models import random_model
+from support.poses import random_pose
 
 from nex_core.export.bake import bake_model, view_direction_range
 from nex_core.io import config as config_mod
@@ -22,7 +24,6 @@ from nex_core.io.baked import (MANIFEST, MAX_TEXELS, BakedMPI, BakedWriter, MPII
                                read_layout, write_baked)
 from nex_core.io.baked.reference_render import render_baked
 from nex_core.io.cameras import Camera
-from nex_core.io.config import ModelConfig
 from nex_core.io.errors import FormatError, NexError
 from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model.mpi import render_explicit_mpi
@@ -41,29 +42,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(-10.0 * np.log10(max(np.mean((a.astype(np.float64) - b) ** 2), 1e-20)))
-
-
-def random_model(basis: str = "learned", sublayers: int = 2, seed: int = 0, field: str = "mlp"):
-    """A random-weight model whose planes are half opaque and whose coefficients matter."""
-    cfg = ModelConfig(layers=3, sublayers=sublayers, hidden=32, mlp_layers=1, pos_level=5, depth_level=2,
-                      basis=basis, basis_out=8, basis_hidden=16, sigmoid_offset=5.0, field=field,
-                      grid_levels=2, grid_features=2, grid_base=8, grid_max=16, grid_hidden=16)
-    ref = Camera(40, 30, 40.0, 40.0, 20.0, 15.0, random_pose(np.random.default_rng(seed + 100), 10, 0.5))
-    geom = MPIGeometry.from_camera(ref, 6, plane_depths(1.0, 4.0, 3 * sublayers, True))
-    torch.manual_seed(seed)
-    model = NexModel(cfg, geom)
-    with torch.no_grad():
-        model.output_layer.bias[0] = 4.0  # alpha about sigmoid(-1): every plane contributes
-        model.output_layer.weight[1:] *= 3.0  # larger coefficients: view dependence is visible
-        for grid in getattr(getattr(model, "grid_field", None), "grids", []):
-            grid.uniform_(-1.0, 1.0)  # smooth (coarse) grids with features that matter
-    rng = np.random.default_rng(seed)
-    cams = [ref.with_pose(ref.c2w @ random_pose(rng, 5, 0.3)) for _ in range(6)]
-    return model, geom, ref, cams
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.models import outputs_and_grads, small_model
 
 from nex_core.model import cpu_kernels, fused_mlp
 
@@ -107,7 +108,6 @@ def test_a_damaged_cached_build_is_rebuilt(monkeypatch, tmp_path):
 def test_fused_mlp_gradients_are_the_same_with_and_without_the_kernel(monkeypatch):
     """bf16 training through F_theta: identical weight gradients, bias gradients equal up to the sums'
     rounding (fp32 column sums in the kernel, a bf16 ones-product in torch's path)."""
-    from test_fused_mlp import outputs_and_grads, small_model
     kernels_or_skip()
     model = small_model(dtype=torch.float32)
     coords = torch.rand(6, 300, 2) * 2 - 1

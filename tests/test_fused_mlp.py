@@ -6,36 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from nex_core.io.cameras import Camera
-from nex_core.io.config import ModelConfig
-from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model import fused_mlp
-from nex_core.model.nex_model import NexModel, encode_frequencies
-
-
-def small_model(sublayers: int = 2, mlp_layers: int = 2, dtype=torch.float64) -> NexModel:
-    cfg = ModelConfig(layers=3, sublayers=sublayers, hidden=16, mlp_layers=mlp_layers, pos_level=4,
-                      depth_level=2, basis_out=4, basis_hidden=8)
-    ref = Camera(12, 8, 10.0, 10.0, 6.0, 4.0, np.eye(4))
-    geom = MPIGeometry.from_camera(ref, 2, plane_depths(1.0, 4.0, 3 * sublayers, True))
-    torch.manual_seed(0)
-    model = NexModel(cfg, geom).to(dtype)
-    with torch.no_grad():  # weights large enough that many samples sit on each side of every leaky ReLU
-        for p in model.coeff_mlp.parameters():
-            p.mul_(3.0)
-    return model
-
-
-def outputs_and_grads(model: NexModel, coords: torch.Tensor, fused: bool):
-    model.fused_mlp = fused
-    model.zero_grad()
-    alpha, coeff = model.alpha_and_coefficients(coords)
-    # A loss that weighs every output differently, so a swapped plane or column would show.
-    wa = torch.linspace(-1, 2, alpha.numel(), dtype=alpha.dtype).reshape(alpha.shape)
-    wc = torch.linspace(0.5, -1, coeff.numel(), dtype=coeff.dtype).reshape(coeff.shape)
-    ((alpha.float() * wa.float()).sum() + (coeff.float() ** 2 * wc.float()).sum()).backward()
-    grads = {name: p.grad.detach().clone() for name, p in model.coeff_mlp.named_parameters()}
-    return alpha.detach(), coeff.detach(), grads
+from nex_core.model.nex_model import encode_frequencies
+from support.models import outputs_and_grads, small_model
 
 
 @pytest.mark.parametrize("sublayers,mlp_layers", [(2, 2), (3, 1), (1, 0)])

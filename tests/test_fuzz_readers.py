@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
-from small_baked import write_small_baked
+from support.baked import write_small_baked
 
 from nex_core.io.baked import read_baked, read_layout
 from nex_core.io.errors import NexError

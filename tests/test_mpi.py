@@ -3,27 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from reference_renderer import render_reference
 
 from nex_core.io.cameras import Camera
 from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
-from nex_core.model.mpi import (CameraBatch, composite_over, depths_tensor, plane_homographies, plane_intersections,
-                                rays_in_reference_frame, render_explicit_mpi, sample_planes)
-
-
-def rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = np.radians(rng.uniform(-max_deg, max_deg))
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
-
-
-def random_pose(rng: np.random.Generator, max_deg: float = 10.0, max_t: float = 0.4) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = rotation(rng, max_deg)
-    m[:3, 3] = rng.uniform(-max_t, max_t, 3)
-    return m
+from nex_core.model.mpi import (CameraBatch, composite_over, depths_tensor, plane_homographies,
+                                plane_intersections, rays_in_reference_frame, render_explicit_mpi,
+                                sample_planes)
+from nex_core.model.reference_render import render_reference
+from support.poses import random_pose
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

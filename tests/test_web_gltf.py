@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bake import psnr, random_model
+from support.images import psnr
+from support.models import random_model
 
 from nex_core.export.bake import bake_model, camera_span
 from nex_core.export.gltf import EXTENSION, Z_UP_TO_Y_UP, export_glb

@@ -1,6 +1,7 @@
-"""Run the bad-input cases of tests/test_bad_input.py and print what happens to each as a markdown table.
+"""Run the bad-input cases (tests/support/bad_input_cases.py, checked by tests/test_bad_input.py) and print
+what happens to each as a markdown table.
 
-    python tools/bad_input_table.py > table.md
+    .venv/bin/python tools/bad_input_table.py > table.md
 
 Outcome: the exception class and the first line of its message (the case's temporary folder shortened
 to ``…``), or how a valid input was accepted. A case whose result differs from what the test expects is
@@ -14,11 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+# The cases live with the tests, which are not an installed package (pytest finds them the same way).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_bad_input import CASES, Case, run_case  # noqa: E402
+from support.bad_input_cases import CASES, Case, run_case  # noqa: E402
 
 
 def _cell(text: str) -> str:

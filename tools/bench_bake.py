@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nex_core.export.bake as bake_mod
 from nex_core.export.bake import _bake_planes, bake_to_dir, chunk_for

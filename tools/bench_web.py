@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from nex_core.export.bake import bake_model, bake_to_dir, camera_span
 from nex_core.export.webview import ViewerServer, viewer_config

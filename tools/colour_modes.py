@@ -5,17 +5,15 @@ lit objects under the Standard view transform; Blender then over-composites the 
 where NeX composites the encoded values. The two agree wherever one plane dominates a pixel. This prints
 the PSNR between them at the reference view and the held-out views, plus how opaque the MPI is:
 
-    /work/venv/bin/python tools/colour_modes.py RUN [--scene SCENE]
+    .venv/bin/python tools/colour_modes.py RUN [--scene SCENE]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from nex_core.evaluation.metrics import psnr
 from nex_core.io import config as config_mod

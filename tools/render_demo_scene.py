@@ -4,11 +4,12 @@ The scene is made entirely procedurally in bpy (no downloaded assets): a polishe
 sphere refracting a striped cylinder behind it, a glossy clear-coated checker floor, a brick back wall and
 textured boxes at several depths.  A jittered 5 x 4 grid of forward-facing cameras renders it at 160 x 120.
 
-Usage (from the repository root)::
+Usage (from the repository root, with a Python that has nex_core and Blender as a module, ``bpy``: the
+project's ``.venv`` after ``pip install -e ".[blender]"``)::
 
-    /work/venv/bin/python tools/render_demo_scene.py                       # -> data/scenes/shiny_demo/
-    /work/venv/bin/python tools/render_demo_scene.py --out DIR --grid 6 4
-    /work/venv/bin/python tools/render_demo_scene.py --only-view 0 --out /tmp/check   # one image only
+    .venv/bin/python tools/render_demo_scene.py                       # -> data/scenes/shiny_demo/
+    .venv/bin/python tools/render_demo_scene.py --out DIR --grid 6 4
+    .venv/bin/python tools/render_demo_scene.py --only-view 0 --out /tmp/check   # one image only
 
 Writes ``images/view_XXX.png`` (row-major over the grid, top row first, left to right),
 ``poses_bounds.npy`` (LLFF), ``transforms.json`` (NeRF/instant-ngp, plus per-frame ``near``/``far``),
@@ -31,14 +32,12 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-import bpy  # noqa: E402
-from mathutils import Matrix, Vector  # noqa: E402
+import bpy
+from mathutils import Matrix, Vector
 
 from nex_core.io.cameras import look_at_opencv, opencv_to_llff, opencv_to_opengl, opengl_to_opencv
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 GENERATOR_VERSION = "1.0.0"
 DEFAULT_OUT = REPO_ROOT / "data" / "scenes" / "shiny_demo"
@@ -620,7 +619,7 @@ pixel centres of each camera; near = {nm} x the smallest z-depth, far = {fm} x t
 Rendered with Cycles on the CPU ({samples} samples, fixed seed {seed}, OpenImageDenoise, {threads} fixed
 threads). Re-render (from the repository root):
 
-    /work/venv/bin/python tools/render_demo_scene.py --out data/scenes/shiny_demo
+    .venv/bin/python tools/render_demo_scene.py --out data/scenes/shiny_demo
 
 One view only (reproducibility check): `tools/render_demo_scene.py --only-view 0 --out /tmp/view0`.
 

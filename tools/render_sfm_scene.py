@@ -5,10 +5,10 @@ here is a flat-shaded procedural texture (an Emission shader: no lighting, so a 
 clean images) with plenty of corners and blobs for SIFT: a back wall, a floor, boxes and a sphere at
 several depths.  Cameras form a jittered forward-facing grid looking along +y.
 
-Usage (from the repository root)::
+Usage (from the repository root, with the Python of tools/render_demo_scene.py: nex_core and ``bpy``)::
 
-    /work/venv/bin/python tools/render_sfm_scene.py --out /tmp/sfm --grid 4 4 --size 320 240
-    /work/venv/bin/python tools/render_sfm_scene.py --out /tmp/sfm100 --grid 10 10 --size 800 600
+    .venv/bin/python tools/render_sfm_scene.py --out /tmp/sfm --grid 4 4 --size 320 240
+    .venv/bin/python tools/render_sfm_scene.py --out /tmp/sfm100 --grid 10 10 --size 800 600
 
 Writes ``images/view_XXX.png`` (row-major over the grid) and ``truth.json``: image size, pinhole
 intrinsics (pixel centres at +0.5, so cx = W/2) and each view's OpenCV camera-to-world matrix.
@@ -19,19 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-for _p in (REPO_ROOT, REPO_ROOT / "tools"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-import bpy  # noqa: E402
-import render_demo_scene as demo  # noqa: E402  (shared bpy helpers: materials, meshes, camera placement)
+import bpy
+import render_demo_scene as demo  # beside this script: the shared bpy helpers (materials, meshes, cameras)
 
 from nex_core.io.cameras import look_at_opencv
 

@@ -152,7 +152,7 @@ def render_explicit_mpi(rgba: Tensor, geom: MPIGeometry, ref: Camera, target: Ca
                         chunk: int = 1 << 16) -> Tensor:
     """Render an explicit RGBA MPI [D, 4, H', W'] (straight alpha) from ``target``: [H, W, 4] image.
 
-    The fast counterpart of the reference renderer in the tests; also the torch renderer of baked MPIs.
+    The fast counterpart of :func:`.reference_render.render_reference`; also the torch renderer of baked MPIs.
     """
     device = rgba.device
     cams = CameraBatch.from_cameras(ref, [target], device=device, dtype=rgba.dtype)

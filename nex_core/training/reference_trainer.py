@@ -1,5 +1,6 @@
 """A straightforward NeX training step, computed the way the reference implementation (nex-mpi/nex-code,
-``train.py``) computes it: the yardstick that ``tools/bench.py`` measures ``nex_core`` against.
+``train.py``) computes it: the slow baseline that ``tools/bench.py`` measures ``nex_core`` against (the
+library itself never uses it).
 
 Per step, nothing carried over from earlier steps:
 
@@ -14,7 +15,7 @@ Per step, nothing carried over from earlier steps:
 Same parameterisation and initialisation as :class:`nex_core.model.nex_model.NexModel` (same ``ModelConfig`` and
 ``MPIGeometry``; modules are created in the same order, so the same seed gives the same weights) and the
 same pixel conventions, so the two render the same image for the same weights
-(``tests/test_bench_baseline.py``). Where it differs from the reference, it follows ``nex_core``:
+(``tests/test_reference_trainer.py``). Where it differs from the reference, it follows ``nex_core``:
 
 * pixel centres at ``+0.5`` and ``grid_sample(align_corners=False)`` (the reference: integer centres,
   ``align_corners=True``);
@@ -40,14 +41,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nex_core.io.cameras import Camera
-from nex_core.io.config import ModelConfig, RunConfig
-from nex_core.io.mpi_geometry import MPIGeometry
-from nex_core.io.scene import Scene
-from nex_core.model.mpi import CameraBatch, depths_tensor
-from nex_core.model.nex_model import alpha_offset
-from nex_core.runtime.setup import build_geometry, load_scene_for
-from nex_core.training.trainer import psnr_from_mse, sample_l_shaped
+from ..io.cameras import Camera
+from ..io.config import ModelConfig, RunConfig
+from ..io.mpi_geometry import MPIGeometry
+from ..io.scene import Scene
+from ..model.mpi import CameraBatch, depths_tensor
+from ..model.nex_model import alpha_offset
+from ..runtime.setup import build_geometry, load_scene_for
+from .trainer import psnr_from_mse, sample_l_shaped
 
 Tensor = torch.Tensor
 
@@ -336,12 +337,13 @@ def load_into_nex(nex_model: nn.Module, baseline: BaselineNex) -> None:
 __all__ = ["BaselineNex", "BaselineTrainer", "Cameras", "baseline_loss", "homographies", "load_into_nex",
            "reference_settings", "render_image", "state_from_nex"]
 
-if __name__ == "__main__":  # pragma: no cover - a quick smoke run
+# A quick smoke run from a checkout: python -m nex_core.training.reference_trainer [STEPS]
+if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    from nex_core.io import config as config_mod
+    from ..io import config as config_mod
     cfg = config_mod.preset("fast")
-    cfg.data.scene = str(Path(__file__).resolve().parents[1] / "data" / "scenes" / "shiny_demo")
+    cfg.data.scene = str(Path(__file__).resolve().parents[2] / "data" / "scenes" / "shiny_demo")
     trainer = BaselineTrainer(cfg)
     for _ in range(int(sys.argv[1]) if len(sys.argv) > 1 else 5):
         t0 = time.perf_counter()

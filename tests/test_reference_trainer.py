@@ -1,26 +1,21 @@
-"""The benchmark's baseline (tools/bench_baseline.py) is the same algorithm as nex_core: same initial
+"""The benchmark's baseline (nex_core.training.reference_trainer) is the same algorithm as nex_core: same initial
 weights for the same seed, the same render for the same weights, the same loss."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from test_mpi import random_pose
+from support.poses import random_pose
 
 from nex_core.io.cameras import Camera
 from nex_core.io.config import ModelConfig
 from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.model.mpi import CameraBatch, depths_tensor, plane_homographies, rays_in_reference_frame
 from nex_core.model.nex_model import NexModel
+from nex_core.training.reference_trainer import (BaselineNex, Cameras, baseline_loss, homographies, load_into_nex,
+                                                 state_from_nex)
 from nex_core.training.trainer import gradient_loss
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from bench_baseline import (BaselineNex, Cameras, baseline_loss, homographies, load_into_nex,  # noqa: E402
-                            state_from_nex)
 
 
 def setup(sublayers: int = 3, seed: int = 0):

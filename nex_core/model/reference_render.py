@@ -1,4 +1,5 @@
-"""A slow, obviously-correct MPI renderer used only by the tests.
+"""A slow, obviously-correct MPI renderer: the reference that :func:`.mpi.render_explicit_mpi` is tested
+against (``tests/test_mpi.py``), not used by the library itself.
 
 For every target pixel it builds the world-space ray, intersects it with each plane explicitly (plane
 point and normal in world space), projects the hit into the reference camera, reads the plane texture
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nex_core.io.cameras import Camera
+from ..io.cameras import Camera
 
 
 def bilinear(tex: np.ndarray, col: float, row: float) -> np.ndarray:

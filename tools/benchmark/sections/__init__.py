@@ -1,0 +1,1 @@
+"""One module per benchmark section; each ``section_*`` function returns a ``benchmark.results.Section``."""
