@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from small_baked import write_small_baked
+from support.baked import write_small_baked
 
 from nex_core.io.addon import cameras as cam_logic
 from nex_core.io.addon import dataset, planes, shading_spec
