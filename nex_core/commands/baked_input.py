@@ -19,6 +19,7 @@ def find_baked(path: Path) -> Path:
 def ensure_baked(path: Path, no_bake: bool) -> Path:
     """The baked MPI directory for a run or baked directory, baking the run first (4096-texel atlases) when
     it has none and ``no_bake`` is false."""
+    from ..io.baked import MANIFEST
     from ..io.errors import ConfigError, FormatError
     from .bake import bake_and_report
 
@@ -27,7 +28,7 @@ def ensure_baked(path: Path, no_bake: bool) -> Path:
     baked = find_baked(path)
     if not (baked / MANIFEST).is_file():
         if no_bake or not RunFiles(path).config.is_file():
-            raise FormatError(f"{path} has no baked MPI ({baked}/mpi.json); bake it first with `nex bake {path}`")
+            raise FormatError(f"{path} has no baked MPI ({baked}/{MANIFEST}); bake it first with `nex bake {path}`")
         print(f"{path} has no baked MPI yet: baking it (nex bake {path}) ...", file=sys.stderr)
         bake_and_report(path)
     return baked
