@@ -22,7 +22,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from . import _core, camera_import, shading
+from . import _core, camera_import, mpi_node, shading
 
 RIG_TAG = "nex_mpi_rig"
 PLANE_TAG = "nex_mpi_plane"
@@ -117,9 +117,9 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
         if key not in materials:
             spec = spec_logic.shader_spec(layout, key, images, options.view_dependent, options.linear_output,
                                           options.filtering)
-            group = shading.new_group(f"{name} layer {layer} shader", spec, rig)
+            group = mpi_node.new_group(f"{name} layer {layer} shader", spec, rig)
             mat, node = shading.build_material(f"{name} layer {layer}", group)
-            with shading.suspend_rebuild():
+            with mpi_node.suspend_rebuild():
                 node.rig, node.source = rig, rig["nex_baked_dir"]
                 node.view_dependent, node.linear_output = options.view_dependent, options.linear_output
                 node.filtering = options.filtering

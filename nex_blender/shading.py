@@ -1,4 +1,4 @@
-"""The **NeX MPI** shader node: a ``ShaderNodeCustomGroup`` whose inner node tree is built here.
+"""The inner node tree of the **NeX MPI** shader node (the node itself: ``mpi_node``), built here.
 
 The inner tree evaluates a baked MPI plane exactly as ``nex_core.io.baked.reference_render`` does (see its
 module docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles and EEVEE both compile:
@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringProperty
 
 from . import _core
 
@@ -124,7 +123,7 @@ class _Builder:
             node.location = (x, y)
 
 
-def _new_tree(name: str):
+def new_tree(name: str):
     tree = bpy.data.node_groups.new(name, "ShaderNodeTree")
     tree.interface.new_socket("Color", in_out="OUTPUT", socket_type="NodeSocketColor")
     tree.interface.new_socket("Alpha", in_out="OUTPUT", socket_type="NodeSocketFloat")
@@ -334,108 +333,3 @@ def make_portable(material) -> int:
         tree.nodes.remove(node)
         count += 1
     return count
-
-
-# --------------------------------------------------------------------------------------------------
-# The custom node
-
-
-_suspended = [0]
-
-
-class suspend_rebuild:
-    """Within this block, changing a NeX MPI node's options does not rebuild its tree (the importer
-    sets them on nodes whose tree it has just built)."""
-
-    def __enter__(self):
-        _suspended[0] += 1
-
-    def __exit__(self, *exc):
-        _suspended[0] -= 1
-
-
-def _rebuild(node, context) -> None:
-    if not _suspended[0]:
-        node.rebuild()
-
-
-class ShaderNodeNexMPI(bpy.types.ShaderNodeCustomGroup):
-    """Colour and alpha of a baked NeX MPI plane, seen along the view ray (view-dependent basis)"""
-
-    bl_idname = NODE_IDNAME
-    bl_label = "NeX MPI"
-    bl_width_default = 200
-
-    view_dependent: BoolProperty(name="View Dependent", default=True, update=_rebuild,
-                                 description="Evaluate the basis (reflections, refractions); off: base colour "
-                                             "k0 only, a cheaper shader")
-    linear_output: BoolProperty(name="Scene-Linear Colour", default=True, update=_rebuild,
-                                description="Convert the trained (sRGB-encoded) colours to scene-linear, so the "
-                                            "Standard view transform shows them as photographed")
-    filtering: EnumProperty(name="Filtering", items=FILTERING_ITEMS, default="EXACT", update=_rebuild)
-    rig: PointerProperty(name="Rig", type=bpy.types.Object, update=_rebuild,
-                         description="The MPI's rig empty: the frame the view direction is measured in")
-    source: StringProperty(name="Baked MPI", subtype="DIR_PATH", description="The baked MPI folder it came from")
-
-    @classmethod
-    def poll(cls, ntree):
-        return ntree.bl_idname == "ShaderNodeTree"
-
-    def init(self, context):
-        # The tree is given by the importer (it needs the baked MPI); an empty one until then.
-        self.node_tree = _new_tree("NeX MPI (empty)")
-
-    def copy(self, node):
-        self.node_tree = node.node_tree  # share: the spec and textures are the same
-
-    def free(self):
-        tree = self.node_tree
-        if tree is not None and tree.users <= 1 and GROUP_TAG not in tree.keys():
-            bpy.data.node_groups.remove(tree)
-
-    def rebuild(self) -> None:
-        tree = self.node_tree
-        if tree is None or GROUP_TAG not in tree.keys():
-            return
-        spec = _spec.ShaderSpec.from_json(tree[GROUP_TAG])
-        spec.view_dependent, spec.linear_output = self.view_dependent, self.linear_output
-        spec.filtering = self.filtering
-        fill_tree(tree, spec, self.rig)
-
-    def draw_buttons(self, context, layout):
-        if self.node_tree is None or GROUP_TAG not in self.node_tree.keys():
-            layout.label(text="Use NeX > Import MPI", icon="INFO")
-            return
-        layout.prop(self, "view_dependent")
-        layout.prop(self, "linear_output")
-        layout.prop(self, "filtering", text="")
-        layout.prop(self, "rig")
-
-    def draw_label(self):
-        return "NeX MPI" if self.view_dependent else "NeX MPI (base colour)"
-
-
-def new_group(name: str, spec: _spec.ShaderSpec, rig):
-    tree = _new_tree(name)
-    fill_tree(tree, spec, rig)
-    return tree
-
-
-def _add_menu(self, context):
-    if context.space_data.tree_type == "ShaderNodeTree":
-        self.layout.operator("node.add_node", text="NeX MPI").type = NODE_IDNAME
-
-
-classes = (ShaderNodeNexMPI,)
-
-
-def register() -> None:
-    menu = getattr(bpy.types, "NODE_MT_shader_node_add_all", None) or getattr(bpy.types, "NODE_MT_add", None)
-    if menu is not None:
-        menu.append(_add_menu)
-
-
-def unregister() -> None:
-    menu = getattr(bpy.types, "NODE_MT_shader_node_add_all", None) or getattr(bpy.types, "NODE_MT_add", None)
-    if menu is not None:
-        menu.remove(_add_menu)

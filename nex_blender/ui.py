@@ -7,7 +7,7 @@ import textwrap
 
 import bpy
 
-from . import mpi_import, operators, worker
+from . import import_operators, mpi_import, operators, previews
 
 
 def _wrapped(layout, text: str, icon: str = "NONE", width: int = 52) -> None:
@@ -43,7 +43,7 @@ class NEX_PT_main(_NexPanel, bpy.types.Panel):
         row.prop(s, "photos_dir", text="Photos")
         row.operator(operators.NEX_OT_prepare.bl_idname, text="", icon="CAMERA_DATA")
         box.prop(s, "scene_dir", text="Scene")
-        box.operator(operators.NEX_OT_import_cameras.bl_idname, icon="OUTLINER_OB_CAMERA")
+        box.operator(import_operators.NEX_OT_import_cameras.bl_idname, icon="OUTLINER_OB_CAMERA")
 
         box = layout.box()
         box.label(text="Training", icon="PLAY")
@@ -70,9 +70,9 @@ class NEX_PT_main(_NexPanel, bpy.types.Panel):
         box.label(text="MPI", icon="RENDERLAYERS")
         row = box.row(align=True)
         row.operator(operators.NEX_OT_bake.bl_idname, icon="TEXTURE")
-        row.operator(operators.NEX_OT_import_mpi.bl_idname, icon="IMPORT")
+        row.operator(import_operators.NEX_OT_import_mpi.bl_idname, icon="IMPORT")
         box.prop(s, "baked_dir", text="Baked")
-        box.operator(operators.NEX_OT_render_reference.bl_idname, icon="RENDER_STILL")
+        box.operator(import_operators.NEX_OT_render_reference.bl_idname, icon="RENDER_STILL")
         row = box.row(align=True)
         row.prop(s, "export_path", text="")
         row.operator(operators.NEX_OT_export.bl_idname, icon="EXPORT")
@@ -95,7 +95,7 @@ class NEX_PT_main(_NexPanel, bpy.types.Panel):
                 col.label(text=f"Loss {job.loss:.5f}   PSNR {job.psnr:.2f} dB")
             if not math.isnan(job.test_psnr):
                 col.label(text=f"Held-out PSNR {job.test_psnr:.2f} dB")
-            icon = worker.preview_icon(job.preview_path)
+            icon = previews.preview_icon(job.preview_path)
             if icon:
                 box.template_icon(icon_value=icon, scale=8.0)
         if job.message:
@@ -123,9 +123,9 @@ class NEX_PT_mpi_object(_NexPanel, bpy.types.Panel):
             p = planes[0]
             on = {True: "on", False: "off"}
             layout.label(text=f"Shadows {on[p.visible_shadow]}, holdout {on[p.is_holdout]}")
-        layout.operator(operators.NEX_OT_mpi_options.bl_idname, icon="PREFERENCES")
-        layout.operator(operators.NEX_OT_render_reference.bl_idname, icon="RENDER_STILL")
-        layout.operator(operators.NEX_OT_make_portable.bl_idname, icon="PACKAGE")
+        layout.operator(import_operators.NEX_OT_mpi_options.bl_idname, icon="PREFERENCES")
+        layout.operator(import_operators.NEX_OT_render_reference.bl_idname, icon="RENDER_STILL")
+        layout.operator(import_operators.NEX_OT_make_portable.bl_idname, icon="PACKAGE")
         scene = context.scene
         if hasattr(scene, "cycles"):
             layout.prop(scene.cycles, "transparent_max_bounces", text="Cycles Transparent Bounces")

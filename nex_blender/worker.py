@@ -1,10 +1,9 @@
 """Background jobs: ``nex`` commands run by another Python, watched through their files.
 
-A :class:`Job` starts one or more commands (argument lists, never a shell) in a separate process whose
-output goes to a log file; progress comes from the run's ``events.jsonl`` (read incrementally with
-:class:`nex_core.io.events.EventReader`). ``nex`` commands come from the typed jobs of
-``nex_core.io.jobs`` (:func:`nex_job`); those that answer in JSON are run and read by :func:`ask`. Nothing here touches Blender data except :func:`poll_step`, which
-copies each job's :class:`JobStatus` into its scene on the main thread.
+A :class:`Job` runs commands (argument lists, never a shell) from the typed jobs of ``nex_core.io.jobs``
+(:func:`nex_job`) in a separate process logging to a file; progress comes from the run's ``events.jsonl``
+and is kept as a ``JobStatus`` (``nex_core.io.addon.job_status``). Commands that answer in JSON are run by
+:func:`ask`. Only :func:`poll_step` touches Blender data, copying statuses into scenes on the main thread.
 
 The three steps are plain functions so they work where Blender's event loop does not run (``bpy`` as a
 module, background mode: timers never fire): :func:`start` launches, :func:`poll_step` is the timer body
@@ -22,148 +21,19 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from . import _core
+from . import _core, previews
+
+_status = _core.module("addon.job_status")
 
 POLL_INTERVAL_S = 0.5
 ENV_JOB = "__environment__"  # the registry key of the environment-creation job (not tied to a scene)
 
-# Phases of ``nex prepare`` in order, with their share of the progress bar.
-PREPARE_PHASES = {"photos": 0.05, "features": 0.25, "matching": 0.25, "mapping": 0.30, "undistortion": 0.10,
-                  "writing": 0.05}
-
-
-@dataclass
-class JobStatus:
-    """Everything the panel shows about a job (plain data)."""
-
-    kind: str
-    running: bool = True
-    phase: str = "starting"
-    progress: float = 0.0  # 0..1
-    step: int = 0
-    steps: int = 0
-    loss: float | None = None
-    psnr: float | None = None
-    test_psnr: float | None = None
-    eta_s: float | None = None
-    message: str = ""
-    error: str = ""
-    preview: str | None = None
-    resumable: bool = False
-    returncode: int | None = None
-    log_path: Path | None = None
-    started: float = field(default_factory=time.time)
-
-    @property
-    def succeeded(self) -> bool:
-        return not self.running and self.returncode == 0 and not self.error
-
-
 class JobError(Exception):
     """A job cannot be started; the message says why and what to do."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Interpreting events and failures (pure functions)
-
-
-def apply_event(status: JobStatus, event: dict) -> None:
-    """Update ``status`` from one events.jsonl event (training, prepare or any other nex command)."""
-    kind, phase = event.get("kind"), event.get("phase", "")
-    if kind == "error":
-        status.error = str(event.get("message") or "the job reported an error")
-        status.phase = "failed"
-        return
-    if kind in ("note", "warning") and event.get("message"):
-        status.message = f"{kind}: {event['message']}"
-        return
-    if kind == "resume":
-        status.step = int(event.get("step", status.step))
-        status.message = f"resumed from step {status.step}"
-    elif kind == "start" and phase == "setup":
-        status.phase = "setup"
-        status.message = f"setting up on {event['device']}" if event.get("device") else "setting up"
-    elif kind == "start" and phase == "train":
-        status.phase = "train"
-        status.step, status.steps = int(event.get("step", 0)), int(event.get("steps", 0))
-        status.message = (f"training {event.get('planes', '?')} planes on {event.get('n_train', '?')} views "
-                          f"({event.get('n_test', 0)} held out)")
-    elif kind == "progress" and phase == "train":
-        status.phase = "train"
-        status.step, status.steps = int(event.get("step", 0)), int(event.get("steps", 0))
-        status.loss, status.psnr, status.eta_s = event.get("loss"), event.get("psnr"), event.get("eta_s")
-    elif kind == "checkpoint":
-        status.message = f"checkpoint at step {event.get('step')}"
-        status.resumable = True
-    elif kind == "preview" and event.get("path"):
-        status.preview = str(event["path"])
-    elif kind == "test_psnr":
-        status.phase = "eval"
-        if event.get("test_psnr") is not None:
-            status.test_psnr = float(event["test_psnr"])
-    elif kind == "cancelled":
-        status.phase = "cancelled"
-        status.resumable = True
-        status.message = f"stopped at step {event.get('step', '?')}; Resume continues"
-    elif kind == "done":
-        status.phase = "done"
-        status.step = int(event.get("step", status.step))
-    elif phase in PREPARE_PHASES:
-        status.phase = phase
-        if kind in ("start", "progress"):
-            status.step, status.steps = int(event.get("step", 0)), int(event.get("steps", 0))
-            status.eta_s = event.get("eta_s")
-            status.message = f"{phase}: {status.step}/{status.steps} {event.get('unit', '')}".rstrip()
-        elif kind == "end":
-            status.step = status.steps
-    elif kind == "report":
-        status.phase = "done"
-        status.message = str(event.get("summary") or "scene written")
-    status.progress = progress_of(status)
-
-
-def progress_of(status: JobStatus) -> float:
-    """The fraction done, 0..1, from the phase and step counts."""
-    if status.phase == "done":
-        return 1.0
-    frac = status.step / status.steps if status.steps else 0.0
-    if status.phase in PREPARE_PHASES:
-        names = list(PREPARE_PHASES)
-        before = sum(PREPARE_PHASES[n] for n in names[:names.index(status.phase)])
-        return min(1.0, before + PREPARE_PHASES[status.phase] * frac)
-    return max(0.0, min(1.0, frac))
-
-
-_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
-_NEX_ERROR = re.compile(r"^nex: error: (.*)$", re.MULTILINE)
-_INVALID_COMMAND = re.compile(r"invalid choice: '(\w+)'")
-
-
-def failure_message(kind: str, returncode: int, log_text: str, python: str) -> str:
-    """A clear sentence for a job that ended badly, from its exit code and the end of its log."""
-    if (m := _INVALID_COMMAND.search(log_text)):
-        return (f"the nex in {python} has no `{m.group(1)}` command yet; update nex_core in that environment "
-                f"(Preferences > Add-ons > NeX > Create Environment) or use a newer nex")
-    if (m := _MISSING_MODULE.search(log_text)):
-        module = m.group(1).split(".")[0]
-        what = "PyTorch" if module == "torch" else ("nex_core" if module == "nex_core" else f"the module {module}")
-        return (f"the background Python ({python}) does not have {what}: choose a Python with nex_core and "
-                f"torch in the add-on preferences, or press Create Environment there")
-    if (m := _NEX_ERROR.findall(log_text)):
-        return m[-1].strip()
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"the {kind} process was killed ({name}); the last checkpoint, if any, can be resumed"
-    tail = [ln for ln in log_text.strip().splitlines() if ln.strip()]
-    last = tail[-1].strip() if tail else "no output"
-    return f"the {kind} process failed (exit code {returncode}): {last}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,7 +51,7 @@ class Job:
     cwd: Path | None = None
     env: dict[str, str] | None = None
     on_finish: Callable[["Job"], None] | None = None  # called once, from poll(), when the job ends
-    status: JobStatus = None  # type: ignore[assignment]
+    status: _status.JobStatus = None  # type: ignore[assignment]
     proc: subprocess.Popen | None = None
     command_index: int = 0
     reader: object = None
@@ -191,7 +61,7 @@ class Job:
     def __post_init__(self) -> None:
         if not self.commands or not all(isinstance(c, list) and c for c in self.commands):
             raise JobError("a job needs at least one command given as a list of arguments")
-        self.status = JobStatus(self.kind, log_path=self.log_path)
+        self.status = _status.JobStatus(self.kind, log_path=self.log_path)
 
     @property
     def python(self) -> str:
@@ -225,7 +95,7 @@ class Job:
                          error=f"cannot start {args[0]}: {exc.strerror or exc}; check the Python interpreter in "
                                f"the add-on preferences")
 
-    def poll(self) -> JobStatus:
+    def poll(self) -> _status.JobStatus:
         """Advance: read new events, notice the end of the process. Returns a copy of the status."""
         if not self.status.running:
             return replace(self.status)
@@ -248,7 +118,7 @@ class Job:
     def _read_events(self) -> None:
         if self.reader is not None:
             for event in self.reader.poll():
-                apply_event(self.status, event)
+                _status.apply_event(self.status, event)
 
     def _pip_progress(self) -> None:
         tail = read_tail(self.log_path, 2000).strip().splitlines()
@@ -275,7 +145,7 @@ class Job:
                          else f"{s.kind} stopped")
         else:
             s.phase = "failed"
-            detail = failure_message(s.kind, returncode, log_text, self.python)
+            detail = _status.failure_message(s.kind, returncode, log_text, self.python)
             # An error event is the trainer's own words; keep it and add what the log says if different.
             s.error = s.error if s.error and detail.startswith(f"the {s.kind} process") else detail
         if self.on_finish is not None:
@@ -296,7 +166,7 @@ class Job:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
 
-    def wait(self, timeout: float | None = None) -> JobStatus:
+    def wait(self, timeout: float | None = None) -> _status.JobStatus:
         """Poll until the job ends (for scripts and tests); raises TimeoutError after ``timeout`` s."""
         end = None if timeout is None else time.time() + timeout
         while True:
@@ -338,7 +208,7 @@ def ask(spec, python: str, timeout: float):
     except _core.module("errors").FormatError as exc:
         if proc.returncode == 0 and proc.stdout.strip():  # it answered, in a form this add-on cannot read
             raise JobError(f"{python}: {exc}") from None
-        raise JobError(failure_message(spec.kind, proc.returncode, proc.stderr, python)) from None
+        raise JobError(_status.failure_message(spec.kind, proc.returncode, proc.stderr, python)) from None
 
 
 def _quote(arg: str) -> str:
@@ -419,7 +289,7 @@ def poll_step() -> float | None:
         if scene is not None and (was_running or scene.nex.job.running):
             apply_status(scene.nex.job, status)
             if status.preview:
-                _refresh_preview(status.preview)
+                previews.refresh(status.preview)
         if was_running and not status.running:
             _notify(status)
     if any_running:
@@ -427,7 +297,7 @@ def poll_step() -> float | None:
     return POLL_INTERVAL_S if any_running else None
 
 
-def _notify(status: JobStatus) -> None:
+def _notify(status: _status.JobStatus) -> None:
     """Tell the user a job has ended (its panel shows the details): console, and a popup when there is UI."""
     import bpy
 
@@ -457,39 +327,6 @@ def _tag_redraw() -> None:
                 area.tag_redraw()
 
 
-_previews = None
-_preview_keys: dict[str, float] = {}
-
-
-def preview_icon(path: str) -> int:
-    """The icon id of the training preview image at ``path`` (0 if it cannot be shown)."""
-    if _previews is None or not path or path not in _preview_keys:
-        return 0
-    key = f"{path}@{_preview_keys[path]}"
-    return _previews[key].icon_id if key in _previews else 0
-
-
-def _refresh_preview(path: str) -> None:
-    global _previews
-    try:
-        mtime = os.path.getmtime(path)
-    except OSError:
-        return
-    if _preview_keys.get(path) == mtime:
-        return
-    import bpy.utils.previews
-
-    if _previews is None:
-        _previews = bpy.utils.previews.new()
-    key = f"{path}@{mtime}"
-    if key not in _previews:
-        _previews.load(key, path, "IMAGE", force_reload=True)
-    old = _preview_keys.get(path)
-    if old is not None and f"{path}@{old}" in _previews:
-        _previews.pop(f"{path}@{old}")
-    _preview_keys[path] = mtime
-
-
 def _ensure_timer() -> None:
     import bpy
 
@@ -517,7 +354,6 @@ def register() -> None:
 
 
 def unregister() -> None:
-    global _previews
     import bpy
 
     atexit.unregister(stop_all)
@@ -525,7 +361,4 @@ def unregister() -> None:
     _jobs.clear()
     if bpy.app.timers.is_registered(poll_step):
         bpy.app.timers.unregister(poll_step)
-    if _previews is not None:
-        bpy.utils.previews.remove(_previews)
-        _previews = None
-    _preview_keys.clear()
+    previews.clear()

@@ -1,0 +1,110 @@
+"""The **NeX MPI** shader node (a ``ShaderNodeCustomGroup``) whose inner tree ``shading`` builds, its
+options (view dependence, scene-linear colour, filtering, rig) that rebuild the tree, and its Add menu entry."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringProperty
+
+from .shading import FILTERING_ITEMS, GROUP_TAG, NODE_IDNAME, _spec, fill_tree, new_tree
+
+
+_suspended = [0]
+
+
+class suspend_rebuild:
+    """Within this block, changing a NeX MPI node's options does not rebuild its tree (the importer
+    sets them on nodes whose tree it has just built)."""
+
+    def __enter__(self):
+        _suspended[0] += 1
+
+    def __exit__(self, *exc):
+        _suspended[0] -= 1
+
+
+def _rebuild(node, context) -> None:
+    if not _suspended[0]:
+        node.rebuild()
+
+
+class ShaderNodeNexMPI(bpy.types.ShaderNodeCustomGroup):
+    """Colour and alpha of a baked NeX MPI plane, seen along the view ray (view-dependent basis)"""
+
+    bl_idname = NODE_IDNAME
+    bl_label = "NeX MPI"
+    bl_width_default = 200
+
+    view_dependent: BoolProperty(name="View Dependent", default=True, update=_rebuild,
+                                 description="Evaluate the basis (reflections, refractions); off: base colour "
+                                             "k0 only, a cheaper shader")
+    linear_output: BoolProperty(name="Scene-Linear Colour", default=True, update=_rebuild,
+                                description="Convert the trained (sRGB-encoded) colours to scene-linear, so the "
+                                            "Standard view transform shows them as photographed")
+    filtering: EnumProperty(name="Filtering", items=FILTERING_ITEMS, default="EXACT", update=_rebuild)
+    rig: PointerProperty(name="Rig", type=bpy.types.Object, update=_rebuild,
+                         description="The MPI's rig empty: the frame the view direction is measured in")
+    source: StringProperty(name="Baked MPI", subtype="DIR_PATH", description="The baked MPI folder it came from")
+
+    @classmethod
+    def poll(cls, ntree):
+        return ntree.bl_idname == "ShaderNodeTree"
+
+    def init(self, context):
+        # The tree is given by the importer (it needs the baked MPI); an empty one until then.
+        self.node_tree = new_tree("NeX MPI (empty)")
+
+    def copy(self, node):
+        self.node_tree = node.node_tree  # share: the spec and textures are the same
+
+    def free(self):
+        tree = self.node_tree
+        if tree is not None and tree.users <= 1 and GROUP_TAG not in tree.keys():
+            bpy.data.node_groups.remove(tree)
+
+    def rebuild(self) -> None:
+        tree = self.node_tree
+        if tree is None or GROUP_TAG not in tree.keys():
+            return
+        spec = _spec.ShaderSpec.from_json(tree[GROUP_TAG])
+        spec.view_dependent, spec.linear_output = self.view_dependent, self.linear_output
+        spec.filtering = self.filtering
+        fill_tree(tree, spec, self.rig)
+
+    def draw_buttons(self, context, layout):
+        if self.node_tree is None or GROUP_TAG not in self.node_tree.keys():
+            layout.label(text="Use NeX > Import MPI", icon="INFO")
+            return
+        layout.prop(self, "view_dependent")
+        layout.prop(self, "linear_output")
+        layout.prop(self, "filtering", text="")
+        layout.prop(self, "rig")
+
+    def draw_label(self):
+        return "NeX MPI" if self.view_dependent else "NeX MPI (base colour)"
+
+
+def new_group(name: str, spec: _spec.ShaderSpec, rig):
+    tree = new_tree(name)
+    fill_tree(tree, spec, rig)
+    return tree
+
+
+def _add_menu(self, context):
+    if context.space_data.tree_type == "ShaderNodeTree":
+        self.layout.operator("node.add_node", text="NeX MPI").type = NODE_IDNAME
+
+
+classes = (ShaderNodeNexMPI,)
+
+
+def register() -> None:
+    menu = getattr(bpy.types, "NODE_MT_shader_node_add_all", None) or getattr(bpy.types, "NODE_MT_add", None)
+    if menu is not None:
+        menu.append(_add_menu)
+
+
+def unregister() -> None:
+    menu = getattr(bpy.types, "NODE_MT_shader_node_add_all", None) or getattr(bpy.types, "NODE_MT_add", None)
+    if menu is not None:
+        menu.remove(_add_menu)
