@@ -1,7 +1,6 @@
 """Training end to end on the shipped scene with the `tiny` preset: learning, resume, run directory,
 events, checkpoints, evaluation and the CLI."""
 
-import json
 from pathlib import Path
 
 import numpy as np
