@@ -50,6 +50,20 @@ class NexJob:
         return RunFiles(self.run_dir).log(self.kind) if self.run_dir is not None else None
 
 
+class _TrainingJob(NexJob):
+    """A training job: it works in the run folder ``self.run`` and logs its progress there."""
+
+    run: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run)
+
+    @property
+    def events_path(self) -> Path:
+        return RunFiles(self.run).events
+
+
 def _flag(name: str, value: object) -> list[str]:
     return [f"--{name}", str(value)] if value else []
 
@@ -72,7 +86,7 @@ class PrepareJob(NexJob):
 
 
 @dataclass(frozen=True)
-class TrainJob(NexJob):
+class TrainJob(_TrainingJob):
     """``nex train SCENE --preset P --out RUN`` with the panel's overrides."""
 
     scene: Path
@@ -92,17 +106,9 @@ class TrainJob(NexJob):
             out += _flag(name, getattr(self, name))
         return out + ([] if self.evaluate else ["--no-eval"])
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.run)
-
-    @property
-    def events_path(self) -> Path:
-        return RunFiles(self.run).events
-
 
 @dataclass(frozen=True)
-class ResumeJob(NexJob):
+class ResumeJob(_TrainingJob):
     """``nex train --resume RUN``: continue from the newest checkpoint."""
 
     run: Path
@@ -111,14 +117,6 @@ class ResumeJob(NexJob):
 
     def args(self) -> list[str]:
         return ["train", "--resume", str(self.run)] + ([] if self.evaluate else ["--no-eval"])
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.run)
-
-    @property
-    def events_path(self) -> Path:
-        return RunFiles(self.run).events
 
 
 @dataclass(frozen=True)

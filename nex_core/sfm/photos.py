@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.errors import ImageError, SceneError
-from ..io.scene.images import IMAGE_EXTENSIONS
+from ..io.scene.images import IMAGE_EXTENSIONS, open_image
 
 MIN_PHOTOS = 12
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
@@ -92,14 +92,7 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[str]]:
 
 
 def _open(path: Path):
-    from PIL import Image
-
-    if path.stat().st_size == 0:
-        raise ImageError(f"photo {path} is empty (0 bytes): {_FIX}")
-    try:
-        return Image.open(path)
-    except Exception as exc:
-        raise ImageError(f"photo {path} is not a readable PNG or JPEG ({exc}): {_FIX}") from exc
+    return open_image(path, "photo", _FIX, missing="it was moved or deleted while nex prepare ran")
 
 
 def _rational(value) -> float | None:

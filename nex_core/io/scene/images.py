@@ -54,20 +54,22 @@ def target_size(width: int, height: int, new_width: int | None) -> tuple[int, in
     return int(new_width), max(1, new_height)
 
 
-def _open(path: Path):
-    """Open ``path`` with pillow, turning every failure into an ImageError that names the file."""
+def open_image(path: Path, noun: str = "image", fix: str = _FIX,
+               missing: str = "restore it, or remove it from the camera poses"):
+    """Open ``path`` with pillow, turning every failure into an ImageError that names the file (as a
+    ``noun``: "image", "photo") and says what to do (``fix``)."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise ImageError(f"image {path} does not exist: restore it, or remove it from the camera poses")
+        raise ImageError(f"{noun} {path} does not exist: {missing}")
     if path.stat().st_size == 0:
-        raise ImageError(f"image {path} is empty (0 bytes): {_FIX}")
+        raise ImageError(f"{noun} {path} is empty (0 bytes): {fix}")
     try:
         return Image.open(path)
     except UnidentifiedImageError as exc:
-        raise ImageError(f"image {path} is not a readable PNG or JPEG: {_FIX}") from exc
+        raise ImageError(f"{noun} {path} is not a readable PNG or JPEG: {fix}") from exc
     except Exception as exc:  # pillow raises OSError, SyntaxError, ValueError ... for corrupt headers
-        raise ImageError(f"image {path} cannot be opened ({exc}): {_FIX}") from exc
+        raise ImageError(f"{noun} {path} cannot be opened ({exc}): {fix}") from exc
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -75,7 +77,7 @@ def image_size(path: Path) -> tuple[int, int]:
 
     Reads only the header.
     """
-    with _open(path) as im:
+    with open_image(path) as im:
         width, height = im.size
         try:
             orientation = im.getexif().get(_ORIENTATION_TAG, 1)
@@ -109,7 +111,7 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
     """Decode one photo fully: (float32 RGB [H, W, 3], alpha dropped?)."""
     from PIL import ImageOps
 
-    with _open(path) as im:
+    with open_image(path) as im:
         try:
             im.load()
             try:
