@@ -37,9 +37,9 @@ def cpu_flags_and_vendor(cpuinfo: str | None = None) -> tuple[set[str], str]:
 def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
     """Whether bf16 training is faster than fp32 on this CPU (what ``precision = "auto"`` uses).
 
-    Native bf16 is necessary but not enough (docs/benchmarks.md): bf16 steps are 2-3x faster than fp32 with
-    AMX and on AMD's AVX-512 BF16 (Zen 4), but slower on a Xeon whose oneDNN is held to AVX-512 BF16 without
-    AMX (what Intel's bf16 parts without AMX run). Where the flags cannot be read, native bf16 decides.
+    Native bf16 is necessary but not enough (measured in docs/benchmarks.md): bf16 steps are faster than fp32
+    with AMX and on AMD's AVX-512 BF16 (Zen 4), but slower on a Xeon whose oneDNN is held to AVX-512 BF16
+    without AMX (what Intel's bf16 parts without AMX run). Where the flags cannot be read, native bf16 decides.
     """
     if not cpu_has_native_bf16():
         return False
@@ -52,9 +52,8 @@ def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The training autocast dtype for a precision setting (None: plain fp32).
 
-    "auto" is bf16 on CUDA and on CPUs where it is faster (:func:`cpu_prefers_bf16`; measured by
-    tools/bench.py on the shipped scene: 2-3x less time a step, the same held-out PSNR after 300 steps),
-    else fp32. On a GPU without bf16, "auto" and "bf16" are fp16 (the trainer scales its loss then).
+    "auto" is bf16 on CUDA and on CPUs where it is faster at the same held-out PSNR (:func:`cpu_prefers_bf16`;
+    tools/bench.py measures both), else fp32. On a GPU without bf16, "auto" and "bf16" are fp16 (the trainer scales its loss then).
     """
     if precision == "fp32":
         return None
@@ -67,7 +66,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def render_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast for evaluation renders: only on CUDA; CPU renders stay fp32 (they are cheap next to
-    training, and bf16 renders cost about 0.3 dB)."""
+    training, and bf16 renders lose measurable PSNR)."""
     return autocast_dtype(precision, device) if device.type == "cuda" else None
 
 
