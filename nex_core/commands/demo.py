@@ -21,7 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     p.add_argument("--scene", help="scene directory (default: the shipped demo scene)")
     p.add_argument("--preset", default="fast", choices=list(config_mod.PRESETS), help="default: fast")
-    p.add_argument("--steps", type=int, help="override the preset's training steps")
+    p.add_argument("--steps", type=int, help="override the preset's training steps (with --resume: the run's, "
+                   "also to extend a finished demo run)")
     p.add_argument("--frames", type=int, default=60, help="frames of the spiral video")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
     p.set_defaults(func=cmd_demo)
@@ -38,7 +39,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise NexError(f"{out} already holds a demo run; pass --resume to continue it or --out elsewhere")
     train_args = ["train", "--resume", str(out)] if args.resume else [
         "train", str(scene), "--preset", args.preset, "--out", str(out)]
-    if args.steps and not args.resume:
+    if args.steps is not None:
         train_args += ["--steps", str(args.steps)]
     code = run_command(train, train_args)
     if code != 0:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import config as config_mod
-from ..io.errors import NexError
+from ..io.errors import ConfigError, NexError
 from ..io.run_files import RunFiles
 from .console import EventPrinter
 from .evaluate import report_evaluation
@@ -37,8 +37,23 @@ TRAIN_OVERRIDES = {
                                           "bf16 on CPUs where it is faster), fp32 or bf16"),
     "eval_every": ("train.eval_every", int, "steps between held-out PSNR checks (0: at the end)"),
     "checkpoint_every": ("train.checkpoint_every", int, "steps between checkpoints"),
+    "log_every": ("train.log_every", int, "steps between progress events"),
+    "keep_checkpoints": ("train.keep_checkpoints", int, "checkpoints kept (the newest ones)"),
+    "render_chunk": ("train.render_chunk", int, "rays per chunk when rendering whole images (memory)"),
 }
 """Flags that override one config entry each: flag name -> (dotted config key, type, help)."""
+
+FLAG_OF = {dotted: "--" + name.replace("_", "-") for name, (dotted, _, _) in TRAIN_OVERRIDES.items()}
+FLAG_OF.update({"data.scene": "SCENE", "data.invz": "--invz/--no-invz"})
+"""The command-line form of each config key a flag sets, for error messages."""
+
+
+class StoreGiven(argparse.Action):
+    """Stores the value and records that the flag was given (``args.given_<dest>``), for flags with defaults."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, "given_" + self.dest, True)
 
 
 def register(subparsers) -> None:
@@ -48,11 +63,13 @@ def register(subparsers) -> None:
                               "to RUN/events.jsonl; Ctrl-C stops with a checkpoint you can resume.")
     p.add_argument("scene", nargs="?", help="scene directory")
     p.add_argument("--out", help="run directory (default: runs/<scene>-<preset>)")
-    p.add_argument("--preset", default="fast", choices=list(config_mod.PRESETS),
+    p.add_argument("--preset", default="fast", choices=list(config_mod.PRESETS), action=StoreGiven,
                    help="settings preset: tiny (tests, seconds), fast (CPU demo, minutes), paper (the "
                    "reference's defaults, GPU hours) (default: fast)")
     p.add_argument("--config", help="a config.toml to start from instead of a preset")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its newest checkpoint")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its newest checkpoint; "
+                   "--steps (also past the end), --device, --precision and the interval flags may change; flags that "
+                   "would change the model or its data are refused")
     inv = p.add_mutually_exclusive_group()
     inv.add_argument("--invz", dest="invz", action="store_true", default=None,
                      help="space planes evenly in inverse depth")
@@ -82,6 +99,8 @@ class TrainPrinter(EventPrinter):
                      f"({event.get('elapsed_s', 0):.0f} s)")
         elif kind == "warning" and event.get("message"):
             self.say(f"warning: {event['message']}")
+        elif kind == "settings_changed":
+            self.say(f"resume with new settings: {event['message']}")
         elif kind == "resume":
             self.say(f"resuming from step {event['step']} ({event['checkpoint']})")
         elif kind == "cancelled":
@@ -105,15 +124,53 @@ class TrainPrinter(EventPrinter):
             self.say(f"step {event['step']}/{event['steps']}  {info}")
 
 
+def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """``{"section.key": value}`` for every override flag given (None for those not given)."""
+    overrides = {dotted: getattr(args, name) for name, (dotted, _, _) in TRAIN_OVERRIDES.items()}
+    if args.invz is not None:
+        overrides["data.invz"] = "true" if args.invz else "false"
+    return overrides
+
+
 def config_from_args(args: argparse.Namespace) -> config_mod.RunConfig:
     """The run's config: --config or the preset, the scene, then every override flag given."""
     cfg = config_mod.load(Path(args.config)) if args.config else config_mod.preset(args.preset)
     if args.scene:
         cfg.data.scene = str(Path(args.scene).resolve())
-    overrides = {dotted: getattr(args, name) for name, (dotted, _, _) in TRAIN_OVERRIDES.items()}
-    if args.invz is not None:
-        overrides["data.invz"] = "true" if args.invz else "false"
-    return config_mod.apply_overrides(cfg, overrides)
+    return config_mod.apply_overrides(cfg, flag_overrides(args))
+
+
+def resume_config(args: argparse.Namespace, run_dir: Path) -> config_mod.RunConfig:
+    """The config a resume trains with: the run's config.toml with the flags given applied. Once the run
+    has a checkpoint, flags that would change the model or its data (outside ``config.RESUMABLE``) are
+    refused, naming them; --config, --preset and another --out are refused always (the run has its own)."""
+    from ..runtime.checkpoint import list_checkpoints
+
+    path = RunFiles(run_dir).config
+    if not path.is_file():
+        raise ConfigError(f"{path}: no run to resume here (its config.toml is missing); check the folder "
+                          f"given to --resume, or start a new run without --resume")
+    extra = [flag for flag, given in (("--config", args.config), ("--preset", getattr(args, "given_preset", False)),
+                                      ("--out", args.out and Path(args.out).resolve() != run_dir.resolve()))
+             if given]
+    if extra:
+        raise ConfigError(f"--resume {run_dir} continues with the run's own settings ({path}); drop "
+                          f"{' and '.join(extra)}, or start a new run without --resume")
+    trained = config_mod.load(path)
+    overrides = flag_overrides(args)
+    if args.scene:
+        overrides["data.scene"] = str(Path(args.scene).resolve())
+    cfg = config_mod.apply_overrides(trained, overrides)
+    fixed = {key: change for key, change in config_mod.changed_settings(trained, cfg).items()
+             if key not in config_mod.RESUMABLE}
+    if fixed and list_checkpoints(run_dir):
+        named = ", ".join(f"{FLAG_OF.get(key, key)} ({config_mod.describe_changes({key: change})})"
+                          for key, change in fixed.items())
+        resumable = ", ".join(FLAG_OF[key] for key in config_mod.RESUMABLE)
+        raise ConfigError(f"--resume {run_dir}: {named} would change the model or its data, which a resume "
+                          f"keeps; start a new run in another --out directory for that. A resume may change "
+                          f"only {resumable}")
+    return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -123,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = config_mod.load(RunFiles(run_dir).config)
+        cfg = resume_config(args, run_dir)
     else:
         if not args.scene and not args.config:
             raise NexError("give a scene directory (nex train SCENE) or --config FILE, or --resume RUN")
@@ -133,13 +190,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise NexError(f"{run_dir} already holds a trained run; continue it with `nex train --resume "
                            f"{run_dir}` or pass another --out")
     printer = TrainPrinter(quiet=args.quiet or not DistInfo.from_env().is_main)
-    stop = StopFlag()
-    stop.install()
-    try:
-        trainer = Trainer(cfg, run_dir, listeners=[printer], should_stop=stop)
-        result = trainer.train()
-    finally:
-        printer.close()
+    # The handlers go back when training ends, so Ctrl-C interrupts the evaluation below as usual.
+    with StopFlag() as stop:
+        try:
+            trainer = Trainer(cfg, run_dir, listeners=[printer], should_stop=stop)
+            result = trainer.train()
+        finally:
+            printer.close()
     if result.cancelled:
         return 130
     if not trainer.dist.is_main:

@@ -231,6 +231,45 @@ def load(path: Path) -> RunConfig:
     return from_dict(raw, source=str(path))
 
 
+RESUMABLE = ("train.steps", "train.device", "train.precision", "train.log_every", "train.eval_every",
+             "train.checkpoint_every", "train.keep_checkpoints", "train.render_chunk")
+"""The settings a resumed run may change: how long, where and how it trains and reports, never what it
+learns from or what it learns (every other key, and the preset's name, is fixed once a run has a checkpoint)."""
+
+
+def flat(cfg: RunConfig) -> dict[str, Any]:
+    """Every setting as ``{"section.key": value}``, plus ``preset``."""
+    raw = to_dict(cfg)
+    out: dict[str, Any] = {"preset": raw["preset"]}
+    for section in ("data", "model", "train"):
+        out.update({f"{section}.{key}": value for key, value in raw[section].items()})
+    return out
+
+
+def changed_settings(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """The settings whose values differ: ``{"section.key": (old, new)}``, in config order."""
+    a, b = flat(old), flat(new)
+    return {key: (a[key], b[key]) for key in a if a[key] != b[key]}
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """``train.steps 150 -> 300, train.device auto -> cpu``."""
+    return ", ".join(f"{key} {old!r} -> {new!r}" if isinstance(old, str) else f"{key} {old} -> {new}"
+                     for key, (old, new) in changes.items())
+
+
+def resume_changes(old: RunConfig, new: RunConfig, source: str = "resume") -> dict[str, tuple[Any, Any]]:
+    """The changes from a run's config to the one it resumes with; ConfigError naming every changed
+    setting outside :data:`RESUMABLE` (it would change the model or its data)."""
+    changes = changed_settings(old, new)
+    fixed = {key: value for key, value in changes.items() if key not in RESUMABLE}
+    if fixed:
+        raise ConfigError(f"{source}: a resume cannot change {describe_changes(fixed)} (the run was trained "
+                          f"with other settings, and these change the model or its data); start a new run in "
+                          f"another --out directory for them. A resume may change only {', '.join(RESUMABLE)}")
+    return changes
+
+
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """Apply ``{"section.key": value}`` overrides (from the command line), validating names and types."""
     raw = to_dict(cfg)

@@ -2,7 +2,9 @@
 
 A run directory holds ``config.toml`` (written first), ``events.jsonl``, ``checkpoints/`` and, after
 evaluation, ``eval/``. :class:`Trainer` resumes from the newest checkpoint of its run directory and
-continues the same loss curve: model, optimiser and ray-sampler states are all checkpointed.
+continues the same loss curve: model, optimiser and ray-sampler states are all checkpointed. A resume may
+change only ``config.RESUMABLE`` (more steps, another device or precision, other intervals; see
+``resume.py``), and the learning-rate schedule follows the current ``train.steps``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import torch
 from ..io import config as config_mod
 from ..io.cameras import Camera
 from ..io.config import RunConfig
-from ..io.errors import ConfigError, DamagedCheckpointError, TrainingError
+from ..io.errors import DamagedCheckpointError, TrainingError
 from ..io.events import EventLog, Listener
-from ..io.run_files import PREVIEW_FILE, RunFiles
+from ..io.run_files import PREVIEW_FILE
 from ..model.mpi import CameraBatch, rays_in_reference_frame
 from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
@@ -32,6 +34,7 @@ from ..runtime.render import render_image
 from ..runtime.setup import build_geometry, load_scene_for, model_settings
 from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device, shard_triples,
                           shutdown, wrap_model)
+from .resume import prepare_config_file
 
 Tensor = torch.Tensor
 PREVIEW_WIDTH = 256
@@ -123,7 +126,7 @@ class Trainer:
                                (listeners or []) if self.dist.is_main else [])
         self.should_stop = should_stop or (lambda: False)
         if self.dist.is_main:
-            self._prepare_config_file()
+            prepare_config_file(cfg, self.run_dir, self.events)
         self.amp_dtype = autocast_dtype(cfg.train.precision, self.device)
         # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; bf16 and fp32 don't.
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -146,16 +149,6 @@ class Trainer:
         self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)
 
     # ---- setup ------------------------------------------------------------------------------------
-
-    def _prepare_config_file(self) -> None:
-        """Write config.toml first; on resume, refuse a config that differs from the run's own."""
-        path = RunFiles(self.run_dir).config
-        if path.exists() and list_checkpoints(self.run_dir):
-            existing = config_mod.load(path)
-            if config_mod.to_dict(existing) != config_mod.to_dict(self.cfg):
-                raise ConfigError(f"{path}: this run directory was trained with other settings; resume it "
-                                  f"with `nex train --resume {self.run_dir}` or choose a new --out directory")
-        config_mod.save(self.cfg, path)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.cfg.train
@@ -211,6 +204,11 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------------
 
     def learning_rate_factor(self, step: int) -> float:
+        """``decay_rate ** (step // every)``, where ``every`` is ``decay_every``, or a third of the current
+        ``train.steps`` when that is 0. A function of the step and the current total alone: a run extended
+        from N to M steps takes, from step N on, the rate an M-step run has there (with ``decay_every = 0``
+        the interval becomes a third of M, so the rate can step back up at N; an explicit ``decay_every``
+        keeps decaying on its multiples, and the extended run repeats an M-step run exactly)."""
         t = self.cfg.train
         every = t.decay_every or max(1, math.ceil(t.steps / 3))
         return t.decay_rate ** (step // every)
