@@ -239,3 +239,62 @@ def test_create_environment(addon, bpy_module, tmp_path, deps):
     finally:
         prefs.python_path = sys.executable
         shutil.rmtree(env, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# An internal error while watching a job stops its process
+
+
+def _job_with_broken_reader(addon, tmp_path: Path, key: str, code: str):
+    """A real job running ``python -c CODE`` whose events reader fails on the next poll."""
+    job = addon.worker.Job("render", [[sys.executable, "-c", code]], log_path=tmp_path / f"{key}.log",
+                           events_path=tmp_path / "events.jsonl")
+    addon.worker.start(key, job)
+
+    def broken_poll():
+        raise OSError("induced: events.jsonl cannot be read")
+
+    job.reader.poll = broken_poll
+    return job
+
+
+def _wait_exit(proc: subprocess.Popen, timeout: float) -> int | None:
+    end = time.time() + timeout
+    while proc.poll() is None and time.time() < end:
+        time.sleep(0.05)
+    return proc.poll()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks POSIX signals")
+def test_internal_error_stops_the_jobs_process(addon, tmp_path):
+    import signal
+
+    job = _job_with_broken_reader(addon, tmp_path, "__internal_error__", "import time; time.sleep(60)")
+    try:
+        assert job.proc.poll() is None
+        addon.worker.poll_step()
+        assert not job.status.running and job.status.phase == "failed"
+        assert "internal error while watching the render job" in job.status.error and "induced" in job.status.error
+        assert _wait_exit(job.proc, 10) == -signal.SIGTERM  # gone, well before its 60 s
+    finally:
+        job.kill()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks POSIX signals")
+def test_internal_error_kills_a_process_that_ignores_sigterm(addon, tmp_path, monkeypatch):
+    import signal
+
+    monkeypatch.setattr(addon.worker, "KILL_GRACE_S", 0.5)
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('SIGTERM', 'ignored', flush=True); "
+            "time.sleep(60)")
+    job = _job_with_broken_reader(addon, tmp_path, "__stubborn__", code)
+    try:
+        end = time.time() + 30
+        while "SIGTERM ignored" not in addon.worker.read_tail(job.log_path) and time.time() < end:
+            time.sleep(0.05)  # (the log's first line is the command itself, which spells it differently)
+        assert "SIGTERM ignored" in addon.worker.read_tail(job.log_path)
+        addon.worker.poll_step()
+        assert job.status.phase == "failed" and not job.status.running
+        assert _wait_exit(job.proc, 10) == -signal.SIGKILL
+    finally:
+        job.kill()

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from . import _core, previews
 _status = _core.module("addon.job_status")
 
 POLL_INTERVAL_S = 0.5
+KILL_GRACE_S = 10.0  # after an internal error: time to stop (train writes a checkpoint) before SIGKILL
 ENV_JOB = "__environment__"  # the registry key of the environment-creation job (not tied to a scene)
 
 class JobError(Exception):
@@ -155,12 +157,30 @@ class Job:
     def cancel(self) -> None:
         """Ask the process to stop (SIGTERM; CTRL_BREAK on Windows); poll() notices when it has."""
         self.cancelled = True
-        if self.proc is not None and self.proc.poll() is None:
-            if sys.platform == "win32":
-                self.proc.send_signal(signal.CTRL_BREAK_EVENT)
-            else:
-                self.proc.terminate()
+        if self._ask_to_stop():
             self.status.message = "stopping (writing a checkpoint)" if self.kind == "train" else "stopping"
+
+    def _ask_to_stop(self) -> bool:
+        """SIGTERM (CTRL_BREAK on Windows) to a running process; False when none runs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        if sys.platform == "win32":
+            self.proc.send_signal(signal.CTRL_BREAK_EVENT)
+        else:
+            self.proc.terminate()
+        return True
+
+    def abort(self, error: str, grace_s: float | None = None) -> None:
+        """Mark the job failed with ``error`` and end its process: asked to stop now, killed if it still
+        runs ``grace_s`` (default KILL_GRACE_S) seconds later, on a helper thread so Blender does not wait."""
+        grace_s = KILL_GRACE_S if grace_s is None else grace_s
+        s = self.status
+        s.running, s.phase, s.error, s.eta_s = False, "failed", error, None
+        proc = self.proc
+        if self._ask_to_stop():
+            threading.Thread(target=_reap, args=(proc, grace_s), name="nex-job-reaper", daemon=True).start()
+        if self._log_file is not None:
+            self._log_file.close()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -209,6 +229,15 @@ def ask(spec, python: str, timeout: float):
         if proc.returncode == 0 and proc.stdout.strip():  # it answered, in a form this add-on cannot read
             raise JobError(f"{python}: {exc}") from None
         raise JobError(_status.failure_message(spec.kind, proc.returncode, proc.stderr, python)) from None
+
+
+def _reap(proc: subprocess.Popen, grace_s: float) -> None:
+    """Kill ``proc`` if it has not exited ``grace_s`` seconds after being asked to stop."""
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _quote(arg: str) -> str:
@@ -281,8 +310,7 @@ def poll_step() -> float | None:
             import traceback
 
             traceback.print_exc()
-            job.status.running, job.status.phase = False, "failed"
-            job.status.error = f"internal error while watching the {job.kind} job: {exc!r}"
+            job.abort(f"internal error while watching the {job.kind} job: {exc!r}; its process was stopped")
             status = replace(job.status)
         any_running |= status.running
         scene = bpy.data.scenes.get(key) if key != ENV_JOB else None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import sys
 from pathlib import Path
 
+from ..io.errors import ConfigError, NexError
 from ..io.run_files import RunFiles
 
 
@@ -25,33 +28,51 @@ def register(subparsers) -> None:
 
 
 def training_span(run_dir: Path) -> dict | None:
-    """The training cameras' span for a bake made before the span was recorded (None if unknown)."""
-    try:
-        from ..export.bake import camera_span
-        from ..io import config as config_mod
-        from ..runtime.setup import load_scene_for
+    """The training cameras' span for a bake made before the span was recorded; None (saying why on
+    stderr) when the run's config or scene cannot be read, and the viewer keeps to a small box around the
+    reference camera."""
+    from ..export.bake import camera_span
+    from ..io import config as config_mod
+    from ..runtime.setup import load_scene_for
 
+    try:
         cfg = config_mod.load(RunFiles(run_dir).config)
         scene = load_scene_for(cfg)
-        return camera_span(scene.cameras[scene.ref_id], [scene.cameras[i] for i in scene.train_ids])
-    except Exception:  # the viewer falls back to a small box around the reference camera
+    except (NexError, OSError) as exc:  # the loaders' own errors; anything else is a bug and surfaces
+        print(f"note: the viewer keeps to a small box around the reference camera: the training cameras' "
+              f"span is not in the bake and cannot be read from {run_dir} ({exc})", file=sys.stderr)
         return None
+    return camera_span(scene.cameras[scene.ref_id], [scene.cameras[i] for i in scene.train_ids])
+
+
+def check_port(port: int) -> None:
+    """Refuse (ConfigError naming --port) a port outside 0..65535 or one 127.0.0.1 cannot listen on now,
+    before anything slow (a bake) runs."""
+    from ..export.webview import ViewerServer
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port {port}: choose 0..65535 (0: any free port)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # as the server binds: no SO_REUSEADDR
+        try:
+            probe.bind((ViewerServer.HOST, port))
+            probe.listen(1)
+        except OSError as exc:
+            raise ConfigError(f"--port {port}: cannot listen on {ViewerServer.HOST}:{port} "
+                              f"({exc.strerror or exc}); choose another --port, or 0 for any free port") from None
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     from ..export.webview import ViewerServer, viewer_config
     from ..io.baked import read_layout
-    from ..io.errors import ConfigError
     from .baked_input import ensure_baked
 
+    check_port(args.port)
     path = Path(args.run)
     baked = ensure_baked(path, args.no_bake)
     layout = read_layout(baked, verify=False)  # metadata only; the server checks the textures it serves
     span = layout.info.metadata.get("camera_span")
     if span is None and baked != path:
         span = training_span(path)
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port}: choose 0..65535 (0: any free port)")
     try:
         server = ViewerServer(baked, port=args.port, config=viewer_config(baked, span), verbose=args.verbose)
     except OSError as exc:
