@@ -202,3 +202,11 @@ def test_training_span_lets_bugs_surface(unbaked_run, monkeypatch):
     monkeypatch.setattr(setup, "load_scene_for", broken)
     with pytest.raises(TypeError, match="a bug in the loader"):
         view.training_span(unbaked_run[0])
+
+
+def test_demo_refuses_a_bad_frame_count_before_training(tmp_path):
+    """`nex demo --frames 0` is refused at once, not after the training it would otherwise run first."""
+    from nex_core import cli
+
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--frames", "0"]) == 2
+    assert not (tmp_path / "demo").exists()

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..runtime.checkpoint import list_checkpoints
 
+    low, high = render.FLAG_RANGES["frames"]
+    if not low <= args.frames <= high:  # before minutes of training, not after
+        raise NexError(f"--frames {args.frames}: choose {low}..{high}")
     scene = Path(args.scene) if args.scene else DEMO_SCENE
     if not scene.is_dir():
         raise NexError(f"demo scene not found at {scene}; run from a clone of the repository or pass --scene")
