@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import config as config_mod
+from ..io.config_ranges import describe
 from ..io.errors import ConfigError, NexError
 from ..io.run_files import RunFiles
 from .console import EventPrinter
@@ -74,8 +75,10 @@ def register(subparsers) -> None:
     inv.add_argument("--invz", dest="invz", action="store_true", default=None,
                      help="space planes evenly in inverse depth")
     inv.add_argument("--no-invz", dest="invz", action="store_false", help="space planes evenly in depth")
-    for name, (_, typ, text) in TRAIN_OVERRIDES.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=text)
+    for name, (dotted, typ, text) in TRAIN_OVERRIDES.items():  # the help shows what config.validate accepts
+        allowed = describe(dotted, with_note=False)
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
+                       help=f"{text} ({allowed})" if allowed else text)
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)

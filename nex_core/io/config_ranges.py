@@ -29,7 +29,7 @@ class Rule:
     pattern_text: str = ""
     note: str = ""  # what a special value means, e.g. "0: automatic"
 
-    def text(self) -> str:
+    def text(self, with_note: bool = True) -> str:
         if self.choices:
             out = "one of " + ", ".join(self.choices)
         elif self.pattern is not None:
@@ -40,6 +40,8 @@ class Rule:
             low = "" if self.low is None else f"{_num(self.low)} {'<' if self.low_open else '<='} "
             high = "" if self.high is None else f" <= {_num(self.high)}"
             out = f"{low}value{high}"
+        if not with_note:
+            return out
         return f"{out} ({self.note})" if self.note and out else (out or self.note)
 
 
@@ -103,9 +105,10 @@ RULES: dict[str, Rule] = {
 }
 
 
-def describe(key: str) -> str:
-    """The accepted values of ``section.key`` as text, e.g. ``0 < value <= 10``."""
-    return RULES[key].text()
+def describe(key: str, with_note: bool = True) -> str:
+    """The accepted values of ``section.key`` as text, e.g. ``0 < value <= 10`` (with what a special value
+    means unless ``with_note`` is False; empty for free text)."""
+    return RULES[key].text(with_note)
 
 
 def check_value(key: str, value: Any) -> None:
