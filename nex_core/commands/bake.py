@@ -49,9 +49,12 @@ def bake_and_report(run_dir: Path, out: Path | None = None, max_texture: int = M
     the baked directory."""
     from ..export.bake import bake_run
     from ..io.baked import MANIFEST, read_layout
+    from ..io.baked.writer import check_baked_output
+    from ..io.run_files import RunFiles
     from ..runtime.run import open_run
 
     console = stderr_console(soft_wrap=True)
+    check_baked_output(out if out is not None else RunFiles(run_dir).baked)  # before loading the run
     run = open_run(run_dir, device=device)
     start = time.time()
     with counter_progress(console, "bake", "planes", transient=True) as progress:

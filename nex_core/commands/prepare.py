@@ -76,10 +76,13 @@ def _quiet_colmap(verbose: bool) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ..io.errors import CancelledError
+    from ..io.output_paths import check_output_dir
     from ..sfm.pipeline import default_scene_dir, prepare_scene
 
     photos = Path(args.photos)
     out = Path(args.out) if args.out else default_scene_dir(photos.resolve())
+    # Whether an existing scene may be replaced is prepare's own check (--force); here only the location.
+    check_output_dir(out, "scene folder", replaceable=lambda _: True)
     _quiet_colmap(args.verbose)
     printer = PreparePrinter(quiet=args.quiet)
     stop = StopFlag()
