@@ -77,6 +77,23 @@ def test_an_unwritable_folder_is_refused_up_front(tmp_path):
         locked.chmod(0o700)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc, where nobody can create folders")
+def test_a_folder_nobody_can_write_is_refused_up_front_even_for_root():
+    with pytest.raises(OutputError, match=r"cannot create the .* /proc/nex-output-test/eval: /proc cannot be written"):
+        output_paths.check_output_dir(Path("/proc/nex-output-test/eval"))
+
+
+def test_a_read_only_file_system_is_refused_up_front(tmp_path, monkeypatch):
+    def read_only(*_args, **_kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    (tmp_path / "old.glb").write_bytes(b"old")
+    monkeypatch.setattr(output_paths.os, "mkdir", read_only)
+    with pytest.raises(OutputError, match=rf"cannot replace the glTF file {tmp_path}/old.glb: .*read-only"):
+        output_paths.check_output_file(tmp_path / "old.glb", "glTF file")
+    assert os.listdir(tmp_path) == ["old.glb"]
+
+
 def test_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "metrics.json"
     output_paths.write_text(path, "old contents")
@@ -209,3 +226,16 @@ def test_cli_refuses_an_unwritable_output_with_exit_code_2(blocker, capsys):
 
 def test_output_errors_are_nex_errors():
     assert issubclass(OutputError, NexError)
+
+
+def test_an_os_error_no_command_handled_is_exit_code_2_without_a_traceback(monkeypatch, capsys, tmp_path):
+    import nex_core.io.scene.loader as loader
+
+    def fails(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "somewhere"))
+
+    monkeypatch.setattr(loader, "load_cameras", fails)
+    assert cli.main(["cameras", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(cli.UNEXPECTED_OS_ERROR) and f"{tmp_path / 'somewhere'}: the disk is full" in err
+    assert "Traceback" not in err

@@ -76,7 +76,7 @@ def _quiet_colmap(verbose: bool) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ..io.errors import CancelledError
-    from ..io.output_paths import check_output_dir
+    from ..io.output_paths import check_output_dir, os_errors_as_output_errors
     from ..sfm.pipeline import default_scene_dir, prepare_scene
 
     photos = Path(args.photos)
@@ -88,7 +88,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     stop = StopFlag()
     stop.install()
     try:
-        report = prepare_scene(photos, out, _options(args), listeners=[printer], should_stop=stop)
+        with os_errors_as_output_errors(out, "scene folder", only_inside=True):
+            report = prepare_scene(photos, out, _options(args), listeners=[printer], should_stop=stop)
     except CancelledError as exc:
         printer.say(f"stopped: {exc}")
         return 130

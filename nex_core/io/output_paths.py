@@ -38,6 +38,12 @@ def temp_sibling(path: Path, tag: str = "partial") -> Path:
     return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """An OS error as one line for a user: the file it is about and what to do."""
+    advice = _ADVICE.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{exc.filename}: {advice}" if exc.filename else advice
+
+
 def _is_temp_of(name: Path, path: Path) -> bool:
     return name.parent == Path(path).parent and name.name.startswith(f".{Path(path).name}.")
 
@@ -52,14 +58,27 @@ def output_error(path: Path, exc: OSError, what: str = "output") -> OutputError:
 
 
 @contextmanager
-def os_errors_as_output_errors(path: Path, what: str = "output") -> Iterator[None]:
-    """Turn an OSError raised inside the block into an :class:`OutputError` naming ``path``."""
+def os_errors_as_output_errors(path: Path, what: str = "output", only_inside: bool = False) -> Iterator[None]:
+    """Turn an OSError raised inside the block into an :class:`OutputError` naming ``path``.
+
+    ``only_inside``: only errors about ``path`` or a file below it (the block also reads other files,
+    whose errors are not about the output)."""
     try:
         yield
     except NexError:
         raise
     except OSError as exc:
+        if only_inside and not _is_inside(exc.filename, Path(path)):
+            raise
         raise output_error(Path(path), exc, what) from exc
+
+
+def _is_inside(name, folder: Path) -> bool:
+    if not name:
+        return False
+    name = Path(os.path.abspath(str(name)))
+    folder = Path(os.path.abspath(folder))
+    return name == folder or folder in name.parents
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -75,9 +94,21 @@ def _check_creatable(path: Path, what: str) -> None:
     if not ancestor.is_dir():
         raise OutputError(f"cannot create the {what} {path}: {ancestor} is a file, not a folder; "
                           "choose another location")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot create the {what} {path}: no permission to write in {ancestor}; choose a "
-                          "location you can write to")
+    _probe(ancestor, f"cannot create the {what} {path}")
+
+
+def _probe(folder: Path, failure: str) -> None:
+    """Check that a folder can be written by creating and removing an empty folder in it (permission
+    bits alone say nothing for root, /proc or a read-only mount)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{failure}: no permission to write in {folder}; choose a location you can write to")
+    probe = temp_sibling(folder / "nex-write-check", "probe")
+    try:
+        os.mkdir(probe)
+    except OSError as exc:
+        raise OutputError(f"{failure}: {folder} cannot be written to "
+                          f"({_ADVICE.get(exc.errno or 0, exc.strerror or str(exc))})") from exc
+    os.rmdir(probe)
 
 
 def check_output_file(path: Path, what: str = "output file") -> Path:
@@ -86,9 +117,7 @@ def check_output_file(path: Path, what: str = "output file") -> Path:
     if os.path.lexists(path):
         if path.is_dir():
             raise OutputError(f"the {what} {path} is a folder; choose a file name")
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot replace the {what} {path}: no permission to write in {path.parent}; "
-                              "choose a location you can write to")
+        _probe(path.parent, f"cannot replace the {what} {path}")
         return path
     _check_creatable(path, what)
     return path
@@ -108,9 +137,7 @@ def check_output_dir(path: Path, what: str = "folder of nex output",
         if not (replaceable or _is_empty)(path):
             raise OutputError(f"{path} exists and is not a {what} (it holds other files); move them or "
                               "choose another location")
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot replace the {what} {path}: no permission to write in {path.parent}; "
-                              "choose a location you can write to")
+        _probe(path.parent, f"cannot replace the {what} {path}")
         return path
     _check_creatable(path, what)
     return path
