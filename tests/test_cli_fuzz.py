@@ -27,7 +27,7 @@ from nex_core import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
-MAX_EXAMPLES = 45  # about two minutes on two busy cores, the tiny run included
+MAX_EXAMPLES = 60  # about two minutes on two busy cores, the tiny run included
 SLOW_EXAMPLE_S = 60.0
 
 # Sizes that keep any example short. They come first on the line, so a drawn flag may still override
@@ -43,6 +43,7 @@ CAPS = {
 NOT_DRAWN = {"train": {"--preset"}, "demo": {"--preset"}}
 
 HUGE = str(10 ** 30)  # above every range of config_ranges, so never a valid (long) size
+# No NUL character: a real command line cannot hold one.
 VALUES = ["0", "-1", "1", "2", "3", "nan", "inf", "-inf", "", HUGE, "-" + HUGE, "1e309", "0.5", "ü✓", " 2", "0x10"]
 EXTRA_VALUES = {
     "device": ["cpu", "cuda", "cuda:7", "auto", "mps"],
@@ -57,9 +58,15 @@ PATH_DESTS = {"run", "scene", "photos", "out", "gltf", "config", "resume"}
 # (command, flag) -> values not drawn, with the defect.
 EXCLUDED_VALUES: dict[tuple[str, str], set[str]] = {
     # training/trainer.py: Trainer creates the run folder with a bare mkdir, so an --out that cannot be
-    # created (here below /proc) ends in a FileNotFoundError instead of a message naming --out.
-    ("train", "--out"): {"/proc/nex-fuzz"},
-    ("demo", "--out"): {"/proc/nex-fuzz"},
+    # created (below /proc, below or at a regular file) ends in an OSError (FileNotFoundError, ...) instead
+    # of a message naming --out. ({blocker}: the regular file of Assets.)
+    ("train", "--out"): {"/proc/nex-fuzz", "{blocker}/below", "{blocker}"},
+    ("demo", "--out"): {"/proc/nex-fuzz", "{blocker}/below", "{blocker}"},
+    # commands/render.py and export/video.py do not check --frames: 0 ends in an IndexError, -1 in numpy's
+    # "Number of samples, -1, must be non-negative", a huge count in "Maximum allowed size exceeded".
+    # (--fps 0, -1 or huge is accepted without a word and written into the MP4.)
+    ("render", "--frames"): {"0", "-1", HUGE, "-" + HUGE},
+    ("demo", "--frames"): {"0", "-1", HUGE, "-" + HUGE},
 }
 
 
@@ -104,6 +111,10 @@ class Assets:
         blocker = root / "a_file"
         blocker.write_text("a regular file: nothing can be created below it, not even by root")
         self.blocker = blocker
+        self.few_photos = root / "few_photos"  # too few for nex prepare, outside the run and the scene
+        self.few_photos.mkdir()
+        for image in sorted((DEMO / "images").iterdir())[:6]:
+            shutil.copy2(image, self.few_photos / image.name)
         self.restore()
 
     def restore(self) -> None:
@@ -142,21 +153,21 @@ class Assets:
             "run": [str(live / "run" / "checkpoints"), str(live / "run" / "config.toml")],
             # No real photo folder: structure from motion takes far longer than an example may
             # (test_prepare.py runs it).
-            "photos": [str(live / "run" / "eval")],
+            "photos": [str(self.few_photos)],
         }
         return specific.get(dest, []) + common
 
 
 def _value_strategy(assets: Assets, command: str, action: argparse.Action) -> st.SearchStrategy[str]:
     # Half the draws come from values a command accepts, so that a line gets past its first bad value.
+    flag = action.option_strings[0] if action.option_strings else action.dest
+    excluded = {v.format(blocker=assets.blocker) for v in EXCLUDED_VALUES.get((command, flag), set())}
     if action.dest in PATH_DESTS:
         good = assets.good_paths(action.dest)
-        bad = st.sampled_from(assets.paths(action.dest))
+        bad = st.sampled_from([p for p in assets.paths(action.dest) if p not in excluded])
         return st.one_of(st.sampled_from(good), bad) if good else bad
     extra = EXTRA_VALUES.get(action.dest, [])
     choices = [str(c) for c in action.choices] if action.choices is not None else []
-    flag = action.option_strings[0] if action.option_strings else action.dest
-    excluded = EXCLUDED_VALUES.get((command, flag), set())
     good = [v for v in (choices or extra or ["1", "2", "3"]) if v not in excluded]
     pool = [v for v in dict.fromkeys(VALUES + extra + choices + ["bogus"]) if v not in excluded]
     return st.one_of(st.sampled_from(good), st.sampled_from(pool))
@@ -200,7 +211,9 @@ def run_nex(argv: list[str]) -> tuple[int, str]:
 def outside_listing() -> dict[str, list[str]]:
     """What lies in the places a stray default output would land outside the test's folder."""
     places = [REPO, REPO / "data" / "scenes", DEMO, Path.home()]
-    return {str(p): sorted(os.listdir(p)) for p in places if p.is_dir()}
+    # Hidden entries and caches change under other processes (pytest, tool caches in the home folder).
+    return {str(p): sorted(n for n in os.listdir(p) if not n.startswith((".", "__pycache__")))
+            for p in places if p.is_dir()}
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +281,17 @@ def test_the_strategy_reads_every_flag_from_the_parser():
         for flag in CAPS.get(name, []):
             if flag.startswith("--"):
                 assert flag in options, f"{name}: CAPS names {flag}, which the parser does not have"
+
+
+@pytest.mark.parametrize("flag, value", [("--seed", HUGE), ("--seed", "-1"), ("--threads", "0"),
+                                         ("--threads", HUGE), ("--max-features", HUGE), ("--width", "-1")])
+def test_prepare_refuses_integers_colmap_cannot_take(tmp_path, flag, value):
+    code, err = run_nex(["prepare", str(tmp_path / "photos"), flag, value])
+    assert code == 2 and f"nex: error: {flag} {value}" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("device", ["mps", "", "ü✓", "cuda:x"])
+def test_bake_refuses_a_device_torch_does_not_know(tmp_path, device):
+    code, err = run_nex(["bake", str(tmp_path), "--device", device])
+    assert code == 2 and f"nex: error: --device {device!r}" in err and os.listdir(tmp_path) == []

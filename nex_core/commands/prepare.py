@@ -57,6 +57,24 @@ class PreparePrinter(EventPrinter):
             self.say(f"{phase}: done in {event['elapsed_s']:.1f} s")
 
 
+# What COLMAP takes as a C int; beyond these the flags make no sense anyway.
+FLAG_RANGES = {"width": (0, 1 << 20), "max_features": (1, 1 << 24), "threads": (-1, 1 << 12),
+               "seed": (0, (1 << 31) - 1)}
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse integer flags outside what COLMAP accepts, naming the flag (the rest is checked by
+    :func:`nex_core.sfm.options.check_options`)."""
+    from ..io.errors import ConfigError
+
+    for name, (low, high) in FLAG_RANGES.items():
+        value = getattr(args, name)
+        if not low <= value <= high:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: choose between {low} and {high}")
+    if args.threads == 0:
+        raise ConfigError("--threads 0: give a number of CPU threads, or -1 for all of them")
+
+
 def _options(args: argparse.Namespace):
     from ..sfm.pipeline import PrepareOptions
 
@@ -79,6 +97,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from ..io.output_paths import check_output_dir, os_errors_as_output_errors
     from ..sfm.pipeline import default_scene_dir, prepare_scene
 
+    check_flags(args)
     photos = Path(args.photos)
     out = Path(args.out) if args.out else default_scene_dir(photos.resolve())
     # Whether an existing scene may be replaced is prepare's own check (--force); here only the location.

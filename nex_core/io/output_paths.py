@@ -106,8 +106,8 @@ def _probe(folder: Path, failure: str) -> None:
     try:
         os.mkdir(probe)
     except OSError as exc:
-        raise OutputError(f"{failure}: {folder} cannot be written to "
-                          f"({_ADVICE.get(exc.errno or 0, exc.strerror or str(exc))})") from exc
+        raise OutputError(f"{failure}: {folder} does not accept new files ({exc.strerror}); choose a location "
+                          "on a writable disk") from exc
     os.rmdir(probe)
 
 
