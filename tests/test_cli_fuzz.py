@@ -27,7 +27,7 @@ from nex_core import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
-MAX_EXAMPLES = 60  # about two minutes on two busy cores, the tiny run included
+MAX_EXAMPLES = 80  # about two minutes on two busy cores, the tiny run included
 SLOW_EXAMPLE_S = 60.0
 
 # Sizes that keep any example short. They come first on the line, so a drawn flag may still override
