@@ -20,14 +20,14 @@ import traceback
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from nex_core import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "scenes" / "shiny_demo"
-MAX_EXAMPLES = 80  # about two minutes on two busy cores, the tiny run included
+MAX_EXAMPLES = 150  # with the tiny run, about two minutes on two busy cores, the tiny run included
 SLOW_EXAMPLE_S = 60.0
 
 # Sizes that keep any example short. They come first on the line, so a drawn flag may still override
@@ -264,6 +264,8 @@ def test_random_command_lines_fail_cleanly(assets):
             assert assets.changed() == [], f"nex {argv} was refused but changed {assets.changed()}\n{err}"
         assert outside_listing() == outside_before, f"nex {argv} wrote outside the test's folder"
 
+    for name in SUBCOMMANDS:  # every subcommand at least once, whatever the draws
+        check = example(argv=[name, *CAPS.get(name, [])])(check)
     check()
     assert tree_hash(DEMO) == demo_before
     codes = {c: sum(1 for _, code, _ in TRIED if code == c) for c in (0, 1, 2)}
@@ -295,3 +297,13 @@ def test_prepare_refuses_integers_colmap_cannot_take(tmp_path, flag, value):
 def test_bake_refuses_a_device_torch_does_not_know(tmp_path, device):
     code, err = run_nex(["bake", str(tmp_path), "--device", device])
     assert code == 2 and f"nex: error: --device {device!r}" in err and os.listdir(tmp_path) == []
+
+
+def test_prepare_refuses_an_out_folder_that_holds_a_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "events.jsonl").write_text('{"kind": "start"}\n')
+    (run / "config.toml").write_text("preset = 'tiny'\n")
+    before = tree_hash(run)
+    code, err = run_nex(["prepare", str(tmp_path / "photos"), "--out", str(run)])
+    assert code == 2 and f"{run} exists and is not a scene folder" in err and tree_hash(run) == before

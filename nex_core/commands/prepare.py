@@ -75,6 +75,22 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ConfigError("--threads 0: give a number of CPU threads, or -1 for all of them")
 
 
+def _may_prepare_into(folder: Path, photos: Path) -> bool:
+    """Whether an existing --out may receive a scene: it holds one (prepare's own check asks for --force)
+    or nothing but an earlier prepare's log and work folder and the photos themselves. Anything else (a
+    run, a bake) would have its events.jsonl replaced, so it is refused."""
+    from ..io.run_files import EVENTS_FILE
+    from ..sfm.scene_output import WORK_DIR, existing_outputs
+
+    if existing_outputs(folder):
+        return True
+    folder, photos = folder.resolve(), photos.resolve()
+    allowed = {EVENTS_FILE, WORK_DIR}
+    if folder in photos.parents:
+        allowed.add(photos.relative_to(folder).parts[0])
+    return all(entry.name in allowed for entry in folder.iterdir())
+
+
 def _options(args: argparse.Namespace):
     from ..sfm.pipeline import PrepareOptions
 
@@ -100,8 +116,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     check_flags(args)
     photos = Path(args.photos)
     out = Path(args.out) if args.out else default_scene_dir(photos.resolve())
-    # Whether an existing scene may be replaced is prepare's own check (--force); here only the location.
-    check_output_dir(out, "scene folder", replaceable=lambda _: True)
+    check_output_dir(out, "scene folder", replaceable=lambda folder: _may_prepare_into(folder, photos))
     _quiet_colmap(args.verbose)
     printer = PreparePrinter(quiet=args.quiet)
     stop = StopFlag()
