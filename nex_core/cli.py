@@ -14,6 +14,10 @@ from typing import Sequence
 
 from .commands import COMMAND_MODULES
 from .io.errors import NexError
+from .io.output_paths import describe_os_error
+
+# Marks an OS error that no command turned into a NexError (a gap the CLI fuzz test looks for).
+UNEXPECTED_OS_ERROR = "nex: error (OS):"
 
 # Commands whose CPU work allocates and frees large tensors every step or chunk.
 HEAVY_COMMANDS = ("train", "eval", "render", "demo", "bake")
@@ -40,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``nex ARGV``; returns the exit code (2 for a NexError, 130 when interrupted)."""
+    """Run ``nex ARGV``; returns the exit code (2 for a NexError or an OS error, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     if args.command in HEAVY_COMMANDS and os.environ.get("NEX_ALLOCATOR", "tuned") != "default":
         from .runtime.allocator import keep_freed_memory
@@ -50,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except NexError as exc:
         print(f"nex: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the last resort: the file and the OS's reason, without a traceback
+        print(f"{UNEXPECTED_OS_ERROR} {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nex: interrupted", file=sys.stderr)

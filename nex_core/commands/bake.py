@@ -33,10 +33,13 @@ def register(subparsers) -> None:
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
+    from ..io.config_ranges import DEVICE_PATTERN
     from ..io.errors import ConfigError
 
     if not 2 <= args.lut_size <= 4096:
         raise ConfigError(f"--lut-size {args.lut_size}: choose between 2 and 4096 (default 256)")
+    if args.device is not None and not DEVICE_PATTERN.match(args.device):
+        raise ConfigError(f"--device {args.device!r}: choose auto, cpu, cuda or cuda:N (default: the run's own)")
     bake_and_report(Path(args.run), Path(args.out) if args.out else None, max_texture=args.max_texture,
                     lut_size=args.lut_size, compress_level=args.compress_level, device=args.device)
     return 0
@@ -49,9 +52,12 @@ def bake_and_report(run_dir: Path, out: Path | None = None, max_texture: int = M
     the baked directory."""
     from ..export.bake import bake_run
     from ..io.baked import MANIFEST, read_layout
+    from ..io.baked.writer import check_baked_output
+    from ..io.run_files import RunFiles
     from ..runtime.run import open_run
 
     console = stderr_console(soft_wrap=True)
+    check_baked_output(out if out is not None else RunFiles(run_dir).baked)  # before loading the run
     run = open_run(run_dir, device=device)
     start = time.time()
     with counter_progress(console, "bake", "planes", transient=True) as progress:

@@ -27,13 +27,15 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export.gltf import export_glb
+    from ..export.gltf import GLB_WHAT, export_glb
     from ..io.errors import ConfigError
+    from ..io.output_paths import check_output_file
     from .baked_input import ensure_baked
 
     out = Path(args.gltf)
     if out.suffix.lower() != ".glb":
         raise ConfigError(f"--gltf {out}: write a binary glTF file ending in .glb")
+    check_output_file(out, GLB_WHAT)  # before a bake that may take minutes
     path = Path(args.run)
     baked = ensure_baked(path, args.no_bake)
     start = time.time()

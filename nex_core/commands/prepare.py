@@ -57,6 +57,40 @@ class PreparePrinter(EventPrinter):
             self.say(f"{phase}: done in {event['elapsed_s']:.1f} s")
 
 
+# What COLMAP takes as a C int; beyond these the flags make no sense anyway.
+FLAG_RANGES = {"width": (0, 1 << 20), "max_features": (1, 1 << 24), "threads": (-1, 1 << 12),
+               "seed": (0, (1 << 31) - 1)}
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse integer flags outside what COLMAP accepts, naming the flag (the rest is checked by
+    :func:`nex_core.sfm.options.check_options`)."""
+    from ..io.errors import ConfigError
+
+    for name, (low, high) in FLAG_RANGES.items():
+        value = getattr(args, name)
+        if not low <= value <= high:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: choose between {low} and {high}")
+    if args.threads == 0:
+        raise ConfigError("--threads 0: give a number of CPU threads, or -1 for all of them")
+
+
+def _may_prepare_into(folder: Path, photos: Path) -> bool:
+    """Whether an existing --out may receive a scene: it holds one (prepare's own check asks for --force)
+    or nothing but an earlier prepare's log and work folder and the photos themselves. Anything else (a
+    run, a bake) would have its events.jsonl replaced, so it is refused."""
+    from ..io.run_files import EVENTS_FILE
+    from ..sfm.scene_output import WORK_DIR, existing_outputs
+
+    if existing_outputs(folder):
+        return True
+    folder, photos = folder.resolve(), photos.resolve()
+    allowed = {EVENTS_FILE, WORK_DIR}
+    if folder in photos.parents:
+        allowed.add(photos.relative_to(folder).parts[0])
+    return all(entry.name in allowed for entry in folder.iterdir())
+
+
 def _options(args: argparse.Namespace):
     from ..sfm.pipeline import PrepareOptions
 
@@ -76,16 +110,20 @@ def _quiet_colmap(verbose: bool) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from ..io.errors import CancelledError
+    from ..io.output_paths import check_output_dir, os_errors_as_output_errors
     from ..sfm.pipeline import default_scene_dir, prepare_scene
 
+    check_flags(args)
     photos = Path(args.photos)
     out = Path(args.out) if args.out else default_scene_dir(photos.resolve())
+    check_output_dir(out, "scene folder", replaceable=lambda folder: _may_prepare_into(folder, photos))
     _quiet_colmap(args.verbose)
     printer = PreparePrinter(quiet=args.quiet)
     stop = StopFlag()
     stop.install()
     try:
-        report = prepare_scene(photos, out, _options(args), listeners=[printer], should_stop=stop)
+        with os_errors_as_output_errors(out, "scene folder", only_inside=True):
+            report = prepare_scene(photos, out, _options(args), listeners=[printer], should_stop=stop)
     except CancelledError as exc:
         printer.say(f"stopped: {exc}")
         return 130

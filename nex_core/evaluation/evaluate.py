@@ -11,6 +11,7 @@ from typing import Callable
 import imageio.v3 as iio
 import numpy as np
 
+from ..io.output_paths import check_output_dir, replacing_dir
 from ..io.run_files import RunFiles
 from ..runtime.render import render_image
 from ..runtime.run import TrainedRun
@@ -33,26 +34,44 @@ def evaluate_run(run: TrainedRun, out_dir: Path | None = None, with_lpips: bool 
     """Render every held-out view, compare with its photo, write images, metrics.csv and metrics.json."""
     from .metrics import evaluate_images, lpips_status, mean_metrics
 
-    out_dir = Path(out_dir or RunFiles(run.run_dir).eval)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_eval_dir(Path(out_dir or RunFiles(run.run_dir).eval))
     scene = run.scene
     use_lpips, note = lpips_status() if with_lpips else (False, "LPIPS disabled")
     rows = []
-    for k, i in enumerate(scene.test_ids):
-        pred = render_image(run.model, run.ref_camera, scene.cameras[i], run.cfg.train.render_chunk, run.amp_dtype)
-        stem = Path(scene.names[i]).stem
-        iio.imwrite(out_dir / f"{stem}.png", to_uint8(pred))
-        iio.imwrite(out_dir / f"{stem}_gt.png", to_uint8(scene.images[i]))
-        scores = evaluate_images(pred, scene.images[i], with_lpips=use_lpips)
-        rows.append({"view": stem, **scores})
-        if progress:
-            progress(k + 1, len(scene.test_ids))
-    mean = mean_metrics([{k: r[k] for k in ("psnr", "ssim", "lpips")} for r in rows]) if rows else {"psnr": None, "ssim": None, "lpips": None}
-    _write_csv(out_dir / "metrics.csv", rows, mean)
-    (out_dir / "metrics.json").write_text(json.dumps(
-        {"step": run.step, "views": rows, "mean": mean, "lpips_note": "" if use_lpips else note},
-        indent=2, allow_nan=True), encoding="utf-8")
+    # Everything goes to a temporary folder that replaces the old eval folder only once complete.
+    with replacing_dir(out_dir, EVAL_WHAT, looks_like_eval) as tmp:
+        for k, i in enumerate(scene.test_ids):
+            pred = render_image(run.model, run.ref_camera, scene.cameras[i], run.cfg.train.render_chunk,
+                                run.amp_dtype)
+            stem = Path(scene.names[i]).stem
+            iio.imwrite(tmp / f"{stem}.png", to_uint8(pred))
+            iio.imwrite(tmp / f"{stem}_gt.png", to_uint8(scene.images[i]))
+            scores = evaluate_images(pred, scene.images[i], with_lpips=use_lpips)
+            rows.append({"view": stem, **scores})
+            if progress:
+                progress(k + 1, len(scene.test_ids))
+        empty = {"psnr": None, "ssim": None, "lpips": None}
+        mean = mean_metrics([{k: r[k] for k in ("psnr", "ssim", "lpips")} for r in rows]) if rows else empty
+        _write_csv(tmp / "metrics.csv", rows, mean)
+        (tmp / "metrics.json").write_text(json.dumps(
+            {"step": run.step, "views": rows, "mean": mean, "lpips_note": "" if use_lpips else note},
+            indent=2, allow_nan=True), encoding="utf-8")
     return EvalResult(rows, mean, "" if use_lpips else note, out_dir)
+
+
+EVAL_WHAT = "held-out evaluation folder"
+_EVAL_SUFFIXES = {".png", ".csv", ".json"}
+
+
+def looks_like_eval(path: Path) -> bool:
+    """Whether an existing folder holds only what an evaluation writes (images and metrics files), so
+    replacing it loses nothing else."""
+    return all(p.is_file() and not p.is_symlink() and p.suffix.lower() in _EVAL_SUFFIXES for p in path.iterdir())
+
+
+def check_eval_dir(path: Path) -> Path:
+    """Check up front that the evaluation can write (or replace) the folder ``path``."""
+    return check_output_dir(path, EVAL_WHAT, looks_like_eval)
 
 
 def _write_csv(path: Path, rows: list[dict], mean: dict) -> None:

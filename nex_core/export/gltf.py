@@ -44,7 +44,9 @@ from ..io.baked import BakedMPI, read_baked, read_layout
 from ..io.baked.codec import encode_signed, encode_unsigned
 from ..io.baked.reference_render import basis_from_lut
 from ..io.errors import NexError
+from ..io.output_paths import check_output_file, replacing_file
 
+GLB_WHAT = "glTF file"
 EXTENSION = "EXT_nex_mpi"
 EXTENSION_VERSION = 1
 UNLIT = "KHR_materials_unlit"
@@ -194,20 +196,13 @@ class _GLB:
         if total >= 1 << 32:
             raise NexError(f"{path}: the .glb would be {total / 1e9:.1f} GB, over glTF's 4 GB limit; bake a "
                            "smaller MPI")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
+        with replacing_file(Path(path), GLB_WHAT) as tmp:
             with open(tmp, "wb") as f:
                 f.write(struct.pack("<4sII", b"glTF", 2, total))
                 f.write(struct.pack("<I4s", len(js), b"JSON"))
                 f.write(js)
                 f.write(struct.pack("<I4s", len(binary), b"BIN\0"))
                 f.write(binary)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         return total
 
 
@@ -224,6 +219,7 @@ def export_glb(source: BakedMPI | Path, out: Path, extension: bool = True, compr
     """
     from .. import __version__
 
+    check_output_file(Path(out), GLB_WHAT)  # before the textures are encoded
     if isinstance(source, BakedMPI):
         baked = source
     else:

@@ -49,3 +49,7 @@ class ReconstructionError(SceneError):
 
 class CancelledError(NexError):
     """The user stopped a long operation (Ctrl-C or a stop request) before it finished."""
+
+
+class OutputError(NexError):
+    """An output cannot be written where asked (no permission, a full or read-only disk, a file in the way)."""

@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import shutil
-import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import NexError
+from ..output_paths import check_output_dir, os_errors_as_output_errors, swap_into_place, temp_sibling
 from .codec import encode_signed, encode_unsigned
 from .constants import GUTTER, KINDS, MANIFEST
 from .layout import TextureSpec, Tile, plan_atlases
@@ -110,18 +109,25 @@ class BakedWriter:
         self.info = info
         self.max_texture = int(max_texture)
         self.compress_level = int(compress_level)
-        if self.out_dir.exists() and not _replaceable(self.out_dir):
-            raise NexError(f"{self.out_dir} exists and is not a baked MPI; choose another output directory")
-        self.tmp = self.out_dir.with_name(f".{self.out_dir.name}.partial-{uuid.uuid4().hex[:8]}")
+        check_baked_output(self.out_dir)
+        self.tmp = temp_sibling(self.out_dir)
         self.streams = {kind: _AtlasStream(self.tmp, kind, *info.tile_size(kind), info.tile_count(kind),
                                            self.max_texture, self._submit) for kind in KINDS}
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nex-png")
         self.pending: deque[Future] = deque()
         self.digests: dict[str, str] = {}
-        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
         self.finished = False
+        try:
+            with self._os_errors():
+                self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+                self.tmp.mkdir()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _os_errors(self):
+        return os_errors_as_output_errors(self.out_dir, BAKED_WHAT)
 
     def _submit(self, codes: np.ndarray, path: Path) -> None:
         while len(self.pending) >= 2 * self.workers:  # bound the atlases held in memory
@@ -129,7 +135,8 @@ class BakedWriter:
         self.pending.append(self.pool.submit(_save_png, codes, path, self.compress_level))
 
     def _collect(self) -> None:
-        name, digest = self.pending.popleft().result()
+        with self._os_errors():
+            name, digest = self.pending.popleft().result()
         self.digests[name] = digest
 
     def _drain(self) -> None:
@@ -180,16 +187,11 @@ class BakedWriter:
             textures += tex
             tiles[kind] = til
         document = manifest(self.info, textures, tiles, self.max_texture)
-        (self.tmp / MANIFEST).write_text(compact_json(document) + "\n", encoding="utf-8")
-        _fsync(self.tmp / MANIFEST)
-        old = None
-        if self.out_dir.exists():
-            old = self.out_dir.with_name(f".{self.out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(self.out_dir, old)
-        os.replace(self.tmp, self.out_dir)
+        with self._os_errors():
+            (self.tmp / MANIFEST).write_text(compact_json(document) + "\n", encoding="utf-8")
+            _fsync(self.tmp / MANIFEST)
+            swap_into_place(self.tmp, self.out_dir)
         self.finished = True
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
         return self.out_dir
 
     def abort(self) -> None:
@@ -198,9 +200,17 @@ class BakedWriter:
         self.finished = True
 
 
+BAKED_WHAT = "baked MPI folder"
+
+
 def _replaceable(path: Path) -> bool:
     """An existing output directory may be replaced if it is empty or holds a baked MPI."""
     return path.is_dir() and not path.is_symlink() and ((path / MANIFEST).is_file() or not any(path.iterdir()))
+
+
+def check_baked_output(path: Path) -> Path:
+    """Check up front that a baked MPI can be written to (or replace) the folder ``path``."""
+    return check_output_dir(Path(path), BAKED_WHAT, _replaceable)
 
 
 def write_baked(baked: BakedMPI, out_dir: Path, max_texture: int = 4096, compress_level: int = 3) -> Path:
