@@ -210,3 +210,21 @@ def test_demo_refuses_a_bad_frame_count_before_training(tmp_path):
 
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--frames", "0"]) == 2
     assert not (tmp_path / "demo").exists()
+
+
+def test_train_refuses_an_out_that_is_not_a_run_folder(tmp_path):
+    """--out at a folder of other files (here the scene itself) or below a regular file is refused by name
+    before anything is written; a folder of only a run's own files (an earlier start) is accepted."""
+    from nex_core import cli
+    from nex_core.io.run_files import is_run_entry
+
+    scene = tmp_path / "scene"
+    shutil.copytree(DEMO, scene)
+    before = sorted(p.name for p in scene.iterdir())
+    assert cli.main(["train", str(scene), "--preset", "tiny", "--steps", "2", "--out", str(scene), "--quiet"]) == 2
+    assert sorted(p.name for p in scene.iterdir()) == before
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli.main(["train", str(scene), "--preset", "tiny", "--steps", "2", "--out", str(blocker / "run"),
+                     "--quiet"]) == 2
+    assert is_run_entry("config.toml") and is_run_entry("train.log") and not is_run_entry("images")

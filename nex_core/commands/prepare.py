@@ -119,10 +119,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     check_output_dir(out, "scene folder", replaceable=lambda folder: _may_prepare_into(folder, photos))
     _quiet_colmap(args.verbose)
     printer = PreparePrinter(quiet=args.quiet)
-    stop = StopFlag()
-    stop.install()
     try:
-        with os_errors_as_output_errors(out, "scene folder", only_inside=True):
+        with StopFlag() as stop, os_errors_as_output_errors(out, "scene folder", only_inside=True):
             report = prepare_scene(photos, out, _options(args), listeners=[printer], should_stop=stop)
     except CancelledError as exc:
         printer.say(f"stopped: {exc}")

@@ -9,7 +9,7 @@ from typing import Any
 from ..io import config as config_mod
 from ..io.config_ranges import describe
 from ..io.errors import ConfigError, NexError
-from ..io.run_files import RunFiles
+from ..io.run_files import RunFiles, is_run_entry
 from .console import EventPrinter
 from .evaluate import report_evaluation
 from .stop_flag import StopFlag
@@ -143,6 +143,19 @@ def config_from_args(args: argparse.Namespace) -> config_mod.RunConfig:
     return config_mod.apply_overrides(cfg, flag_overrides(args))
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """A new run's folder must be creatable, and if it exists hold nothing but a run's own files (so a scene,
+    a baked MPI or any other folder is never trained into)."""
+    from ..io.output_paths import check_output_dir
+
+    if run_dir.is_dir():
+        foreign = sorted(p.name for p in run_dir.iterdir() if not is_run_entry(p.name))
+        if foreign:
+            raise ConfigError(f"--out {run_dir} is not a run folder (it holds {', '.join(foreign[:4])}"
+                              f"{', ...' if len(foreign) > 4 else ''}): choose a new or empty folder")
+    check_output_dir(run_dir, "run folder", replaceable=lambda path: True)
+
+
 def resume_config(args: argparse.Namespace, run_dir: Path) -> config_mod.RunConfig:
     """The config a resume trains with: the run's config.toml with the flags given applied. Once the run
     has a checkpoint, flags that would change the model or its data (outside ``config.RESUMABLE``) are
@@ -192,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if list_checkpoints(run_dir):
             raise NexError(f"{run_dir} already holds a trained run; continue it with `nex train --resume "
                            f"{run_dir}` or pass another --out")
+        check_run_folder(run_dir)
     printer = TrainPrinter(quiet=args.quiet or not DistInfo.from_env().is_main)
     # The handlers go back when training ends, so Ctrl-C interrupts the evaluation below as usual.
     with StopFlag() as stop:

@@ -44,6 +44,13 @@ def checkpoint_step(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def is_run_entry(name: str) -> bool:
+    """Whether a file or folder name is one a run folder holds (so a folder of only these may be trained
+    into): the config, events, preview, checkpoints, outputs, job logs, the temp names of atomic writes."""
+    fixed = {CONFIG_FILE, EVENTS_FILE, PREVIEW_FILE, CHECKPOINTS_DIR, EVAL_DIR, RENDER_DIR, BAKED_DIR, EXPORT_DIR}
+    return name in fixed or name.endswith((".log", ".tmp"))
+
+
 def log_name(kind: str) -> str:
     """The log file of a background job of this kind (``train`` -> ``train.log``)."""
     return f"{kind}.log"
