@@ -13,6 +13,7 @@ from pathlib import Path
 import build_extension
 import numpy as np
 from addon_helpers import ADDON_MODULE, DEMO_SCENE, REPO
+from support.baked import random_baked
 
 OPERATORS = ("prepare", "train", "resume", "cancel", "bake", "export", "import_cameras", "import_mpi",
              "render_reference", "mpi_options", "make_portable", "render_dataset", "check_python",
@@ -72,18 +73,12 @@ def test_installed_and_registered(addon, bpy_module):
 def test_fresh_blender_never_imports_torch_or_pillow(extension_zip, tmp_path):
     """Enable the add-on in a fresh process, import cameras and an MPI, render: no torch, no Pillow
     (Blender's own Python has neither); then disable and enable again cleanly."""
-    from nex_core.io.baked import BakedMPI, MPIInfo, write_baked
+    from nex_core.io.baked import MPIInfo, write_baked
 
-    rng = np.random.default_rng(0)
     info = MPIInfo(width=16, height=12, fx=15.0, fy=15.0, cx=8.0, cy=6.0, offset=2, depths=(2.0, 3.0, 4.0, 6.0),
                    layers=2, sublayers=2, n_basis=4, basis_kind="learned", lut_width=8, lut_height=8,
                    lut_vx=(-0.6, 0.6), lut_vy=(-0.5, 0.5), ref_c2w=np.eye(4))
-    h, w = info.mpi_height, info.mpi_width
-    baked = BakedMPI(info, rng.uniform(0, 1, (4, h, w)).astype(np.float32),
-                     rng.uniform(0, 1, (2, h, w, 3)).astype(np.float32),
-                     rng.uniform(-1, 1, (2, h, w, 3, 4)).astype(np.float32),
-                     rng.uniform(-1, 1, (4, 8, 8)).astype(np.float32))
-    write_baked(baked, tmp_path / "baked")
+    write_baked(random_baked(info, np.random.default_rng(0)), tmp_path / "baked")
     script = textwrap.dedent(f"""
         import os, sys
         os.environ["BLENDER_USER_RESOURCES"] = {str(tmp_path / "user")!r}

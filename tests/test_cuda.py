@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.configs import tiny_config
 import torch
 from support.models import random_model
 from support.poses import random_pose
 
-from nex_core.io import config as config_mod
 from nex_core.io.cameras import Camera
 from nex_core.io.events import read_events
 from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
@@ -20,19 +20,10 @@ from nex_core.runtime.render import render_image
 from nex_core.training import trainer as trainer_mod
 from nex_core.training.trainer import Trainer
 
-DEMO = "data/scenes/shiny_demo"
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU (torch.cuda.is_available())")]
 
-
-def tiny_config(**train) -> config_mod.RunConfig:
-    cfg = config_mod.preset("tiny")
-    cfg.data.scene = DEMO
-    cfg.train.device = "cuda"
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    return cfg
 
 
 def test_compositor_on_the_gpu_matches_the_cpu_reference():
@@ -55,7 +46,7 @@ def test_model_render_on_the_gpu_matches_the_cpu():
 
 
 def test_autocast_training_on_the_gpu_learns(tmp_path):
-    trainer = Trainer(tiny_config(steps=60, checkpoint_every=1000), tmp_path / "run")
+    trainer = Trainer(tiny_config(device="cuda", steps=60, checkpoint_every=1000), tmp_path / "run")
     assert trainer.device.type == "cuda" and trainer.amp_dtype in (torch.bfloat16, torch.float16)
     trainer.train()
     losses = [e["loss"] for e in read_events(tmp_path / "run" / "events.jsonl") if e["kind"] == "progress"]
@@ -64,7 +55,7 @@ def test_autocast_training_on_the_gpu_learns(tmp_path):
 
 def test_fp16_loss_scaling_on_the_gpu(monkeypatch, tmp_path):
     monkeypatch.setattr(trainer_mod, "autocast_dtype", lambda precision, device: torch.float16)
-    trainer = Trainer(tiny_config(steps=40, checkpoint_every=1000), tmp_path / "fp16")
+    trainer = Trainer(tiny_config(device="cuda", steps=40, checkpoint_every=1000), tmp_path / "fp16")
     assert trainer.grad_scaler.is_enabled()
     trainer.train()
     losses = [e["loss"] for e in read_events(tmp_path / "fp16" / "events.jsonl") if e["kind"] == "progress"]

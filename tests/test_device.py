@@ -1,9 +1,9 @@
 """Run setup without a trainer: device and precision choice (nex_core.runtime.device) and a run's scene,
 geometry and checkpoint settings from its config (nex_core.runtime.setup)."""
 
-from pathlib import Path
 
 import pytest
+from support.configs import tiny_config
 import torch
 
 from nex_core.io import config as config_mod
@@ -13,7 +13,6 @@ from nex_core.runtime.device import (autocast_dtype, cpu_flags_and_vendor, is_ou
                                      render_autocast_dtype, resolve_device)
 from nex_core.runtime.setup import build_geometry, load_scene_for, model_settings
 
-DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 
 CPUINFO_SPR = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n"
 CPUINFO_COOPER = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16\n"
@@ -59,11 +58,6 @@ def test_out_of_memory_is_told_apart_from_other_errors():
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("anything"))
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
-
-def tiny_config() -> config_mod.RunConfig:
-    cfg = config_mod.preset("tiny")
-    cfg.data.scene = str(DEMO)
-    return cfg
 
 
 def test_setup_builds_the_scene_and_geometry_from_the_config():

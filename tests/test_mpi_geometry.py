@@ -9,9 +9,10 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
+from support.baked import random_baked
 
 from nex_core.io import config as config_mod
-from nex_core.io.baked import BakedMPI, MPIInfo, read_layout, write_baked
+from nex_core.io.baked import MPIInfo, read_layout, write_baked
 from nex_core.io.cameras import Camera
 from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
 from nex_core.runtime.checkpoint import fingerprint
@@ -61,12 +62,7 @@ def test_info_is_the_geometry_plus_the_format_fields(geom):
 
 def test_mpi_json_holds_the_geometry_fields(geom, tmp_path):
     info = info_for(geom)
-    h, w = info.mpi_height, info.mpi_width
-    rng = np.random.default_rng(0)
-    baked = BakedMPI(info, rng.uniform(0, 1, (6, h, w)).astype(np.float32),
-                     rng.uniform(0, 1, (3, h, w, 3)).astype(np.float32),
-                     rng.uniform(-1, 1, (3, h, w, 3, 2)).astype(np.float32),
-                     rng.uniform(-1, 1, (2, 2, 3)).astype(np.float32))
+    baked = random_baked(info, np.random.default_rng(0))
     out = write_baked(baked, tmp_path / "baked", max_texture=256, compress_level=1)
     raw = json.loads((out / "mpi.json").read_text())
     cam = {k: v for k, v in raw["reference_camera"].items() if not k.startswith("c2w")}

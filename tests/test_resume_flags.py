@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from support.configs import tiny_config
 
 from nex_core.cli import main
 from nex_core.commands import demo as demo_mod
@@ -21,13 +22,6 @@ from nex_core.training.trainer import Trainer
 DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 QUIET = ["--no-eval", "--quiet"]
 
-
-def tiny_config(**train) -> config_mod.RunConfig:
-    cfg = config_mod.preset("tiny")
-    cfg.data.scene = str(DEMO)
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    return cfg
 
 
 def events_of(run: Path, kind: str) -> list[dict]:

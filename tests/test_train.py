@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.configs import tiny_config
 import torch
 
 from nex_core.cli import main
@@ -21,13 +22,6 @@ DEMO = Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
 # The bar sits above that plateau and leaves room for other CPUs' arithmetic.
 TINY_PSNR_BAR = 18.5
 
-
-def tiny_config(**train) -> config_mod.RunConfig:
-    cfg = config_mod.preset("tiny")
-    cfg.data.scene = str(DEMO)
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    return cfg
 
 
 @pytest.fixture(scope="module")
