@@ -69,7 +69,7 @@ def test_round_trip_is_exact_after_one_quantisation(baked_random, tmp_path):
         assert getattr(a, field) == getattr(b, field), field
     np.testing.assert_array_equal(a.ref_c2w, b.ref_c2w)
     raw = json.loads((out / MANIFEST).read_text())
-    assert raw["format"] == "nex-baked-mpi" and raw["version"] == 1
+    assert raw["format"] == "nex-baked-mpi" and raw["version"] == 2
     assert raw["mpi"]["coefficient_lookup"] == "layer_first_plane"
     np.testing.assert_allclose(raw["reference_camera"]["c2w_blender"], a.ref_c2w @ np.diag([1, -1, -1, 1]))
     # No temporary directories left beside the output.
@@ -119,7 +119,9 @@ def _huge(raw):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda r: r.update(version=2), r"version 2 is not supported.*bake the run again"),
+    (lambda r: r.update(version=3), r"version 3 is not supported.*bake the run again"),
+    (lambda r: r["mpi"].update(compositing="log"), r"mpi.compositing 'log' is not one of srgb, linear"),
+    (lambda r: r["mpi"].pop("compositing"), r"missing field mpi.compositing"),
     (lambda r: r.update(format="something-else"), r"not a NeX baked MPI"),
     (lambda r: _set_texture_file(r, "../outside.png"), r"escapes the baked directory"),
     (lambda r: _set_texture_file(r, "/etc/passwd"), r"absolute"),

@@ -28,6 +28,9 @@ TRAIN_OVERRIDES = {
     "basis_out": ("model.basis_out", int, "number of basis functions N"),
     "field": ("model.field", str, "form of F_theta: mlp (the reference's) or grid (opt-in: feature grids "
                                   "+ small MLP, several times fewer operations per step)"),
+    "compositing": ("model.compositing", str, "where the planes are composited: srgb (the reference's: "
+                                              "encoded values) or linear (linear light, as Blender and engines "
+                                              "blend the baked textures)"),
     "steps": ("train.steps", int, "training steps"),
     "rays": ("train.rays", int, "rays per step"),
     "images_per_step": ("train.images_per_step", int, "training images the rays of one step come from"),

@@ -153,7 +153,8 @@ def mpi_info(model: NexModel, geom: MPIGeometry, ref_camera: Camera, train_camer
     cfg = model.cfg
     return MPIInfo.from_geometry(geom, layers=cfg.layers, sublayers=cfg.sublayers, n_basis=cfg.basis_out,
                                  basis_kind=cfg.basis, lut_width=lut_size, lut_height=lut_size, lut_vx=vx,
-                                 lut_vy=vy, ref_c2w=ref_camera.c2w, invz=invz, metadata=dict(metadata or {}))
+                                 lut_vy=vy, ref_c2w=ref_camera.c2w, invz=invz, compositing=cfg.compositing,
+                                 metadata=dict(metadata or {}))
 
 
 class _Arrays:

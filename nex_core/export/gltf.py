@@ -22,11 +22,12 @@ What the file holds (see docs/engines.md):
   range, plane depths, layer/sublayer layout, intrinsics). Schema: :data:`EXTENSION_DOC` and
   docs/engines.md; engine shaders: ``nex_core/export/shaders/nex_mpi.glsl`` and ``nex_mpi.hlsl``.
 
-Colour spaces: the MPI's values are display (sRGB-encoded) values, composited in that space. The base
-colour textures are sRGB as glTF defines them; a viewer that decodes them, blends in linear light and
-encodes again (most engines with a linear pipeline) shows semi-transparent overlaps slightly differently
-from the reference; three.js rendering straight to the canvas blends the encoded values, as NeX does.
-The extension's textures are data (linear, not colour): sample them without sRGB decoding.
+Colour spaces: the MPI's colours are display (sRGB-encoded) values; the bake's ``compositing`` says where
+they are over-composited. The base colour textures are sRGB as glTF defines them: a viewer that decodes
+them and blends in linear light (Blender, engines with a linear HDR pipeline) shows an MPI composited in
+"linear" light exactly, and one composited in "srgb" values slightly differently where planes are
+semi-transparent; three.js rendering straight to the canvas blends the encoded values, the other way
+round. The extension's textures are data (linear, not colour): sample them without sRGB decoding.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from ..io.output_paths import check_output_file, replacing_file
 
 GLB_WHAT = "glTF file"
 EXTENSION = "EXT_nex_mpi"
-EXTENSION_VERSION = 1
+EXTENSION_VERSION = 2  # 2: the compositing field (version 1 blends sRGB values)
 UNLIT = "KHR_materials_unlit"
 LINEAR, CLAMP_TO_EDGE = 9729, 33071
 FLOAT, UNSIGNED_SHORT = 5126, 5123
@@ -71,9 +72,10 @@ EXTENSION_DOC = (
     "(coefficientLookup = layer_first_plane; signed: x = v / 255 * 2 - 1, clamped to the edge), H_n from "
     "channel n % 3 of basis.lutTextures[n / 3] (signed) at texel coordinates ((clamp(vx) - vx[0]) / "
     "(vx[1] - vx[0]) * (lutWidth - 1), likewise vy down the rows), clamped to the range. Planes are "
-    "over-composited (back to front: premultiplied colour, ONE, ONE_MINUS_SRC_ALPHA), in display "
-    "(sRGB-encoded) values. The extension's textures are data: sample them bilinearly without sRGB "
-    "decoding."
+    "over-composited (back to front: premultiplied colour, ONE, ONE_MINUS_SRC_ALPHA) where compositing "
+    "says: \"srgb\": the display (sRGB-encoded) values as they are; \"linear\": each decoded to linear "
+    "light, blended, and the result encoded to sRGB for display. The extension's textures are data: "
+    "sample them bilinearly without sRGB decoding."
 )
 
 
@@ -341,6 +343,7 @@ def _extension_block(g: _GLB, baked: BakedMPI, plane_nodes: list, compress_level
         "depths": [float(d) for d in info.depths],
         "planes": [int(n) for n in plane_nodes],
         "coefficientLookup": "layer_first_plane",
+        "compositing": info.compositing,
         "k0Textures": k0_textures,
         "coefficientTextures": coeff_textures,
         "basis": {"count": info.n_basis, "kind": info.basis_kind, "lutTextures": lut_textures,

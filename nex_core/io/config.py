@@ -16,6 +16,7 @@ from .config_ranges import check_ranges
 from .errors import ConfigError
 
 CONFIG_VERSION = 1
+COMPOSITING = ("srgb", "linear")
 
 
 @dataclass
@@ -60,6 +61,10 @@ class ModelConfig:
     grid_max: int = 256
     grid_hidden: int = 64
     grid_mlp_layers: int = 1
+    # Where the planes' colours are over-composited: "srgb" (the reference: the sRGB-encoded values) or
+    # "linear" (decoded to linear light, composited, encoded again: what Blender, engines and glTF
+    # clients do with the baked textures, so they show the MPI exactly).
+    compositing: str = "srgb"
 
 
 @dataclass
@@ -159,6 +164,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
             raise ConfigError(f"{source}: unknown setting(s) in [{section_name}]: {', '.join(sorted(unknown))}; "
                               "check their spelling or remove them (`nex train --help` lists the settings)")
         values = dataclasses.asdict(getattr(base, section_name))
+        if section_name == "model" and section and "compositing" not in section:
+            values["compositing"] = "srgb"  # a config from before the setting: nex composited sRGB values
         for key, value in section.items():
             values[key] = _coerce(value, known[key].type, f"{source} [{section_name}] {key}")
         setattr(out, section_name, cls(**values))
@@ -190,6 +197,7 @@ def validate(cfg: RunConfig) -> None:
         (m.hidden >= 1 and m.mlp_layers >= 0, "model.hidden must be >= 1 and model.mlp_layers >= 0"),
         (m.basis in ("learned", "sh", "fourier"), f"model.basis must be learned, sh or fourier, not {m.basis!r}"),
         (m.field in ("mlp", "grid"), f"model.field must be mlp or grid, not {m.field!r}"),
+        (m.compositing in COMPOSITING, f"model.compositing must be srgb or linear, not {m.compositing!r}"),
         (m.field != "grid" or (m.grid_levels >= 1 and m.grid_features >= 1 and 2 <= m.grid_base <= m.grid_max
                                and m.grid_hidden >= 1 and m.grid_mlp_layers >= 0),
          "model.grid_*: need grid_levels, grid_features, grid_hidden >= 1, 2 <= grid_base <= grid_max"),

@@ -76,6 +76,7 @@ RULES: dict[str, Rule] = {
     "model.basis_mlp_layers": Rule(0, 64),
     "model.basis_order": Rule(0, 20),
     "model.field": Rule(choices=("mlp", "grid")),
+    "model.compositing": Rule(choices=("srgb", "linear")),
     "model.grid_levels": Rule(1, 32),
     "model.grid_features": Rule(1, 256),
     "model.grid_base": Rule(2, 16384),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..io.cameras import Camera, relative_pose
 from ..io.mpi_geometry import MPIGeometry
+from .colour_space import linear_to_srgb, srgb_to_linear
 
 Tensor = torch.Tensor
 
@@ -148,9 +149,22 @@ def composite_over(rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     return (weights * rgb).sum(0), weights.sum(0)
 
 
+def composite_in(space: str, rgb: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
+    """Front-to-back over of ``rgb`` [D, C, R] (encoded sRGB in [0, 1]) with ``alpha`` [D, 1, R] in ``space``:
+    "srgb" composites the encoded values (the reference NeX), "linear" decodes each plane's colour to
+    linear light, composites and encodes the result. Returns (encoded colour over black [C, R], alpha [1, R])."""
+    if space == "linear":
+        colour, acc = composite_over(srgb_to_linear(rgb), alpha)
+        return linear_to_srgb(colour), acc
+    if space != "srgb":
+        raise ValueError(f"unknown compositing space {space!r} (srgb or linear)")
+    return composite_over(rgb, alpha)
+
+
 def render_explicit_mpi(rgba: Tensor, geom: MPIGeometry, ref: Camera, target: Camera,
-                        chunk: int = 1 << 16) -> Tensor:
-    """Render an explicit RGBA MPI [D, 4, H', W'] (straight alpha) from ``target``: [H, W, 4] image.
+                        chunk: int = 1 << 16, compositing: str = "srgb") -> Tensor:
+    """Render an explicit RGBA MPI [D, 4, H', W'] (straight alpha) from ``target``: [H, W, 4] image,
+    compositing in ``compositing`` (see :func:`composite_in`).
 
     The fast counterpart of :func:`.reference_render.render_reference`; also the torch renderer of baked MPIs.
     """
@@ -164,6 +178,6 @@ def render_explicit_mpi(rgba: Tensor, geom: MPIGeometry, ref: Camera, target: Ca
         coords, valid = plane_intersections(geom, o, d, depths_tensor(geom, device, rgba.dtype))
         samples = sample_planes(rgba, coords)  # [D, 4, R]
         alpha = samples[:, 3:4] * valid[:, None].to(rgba.dtype)
-        color, acc = composite_over(samples[:, :3], alpha)
+        color, acc = composite_in(compositing, samples[:, :3], alpha)
         out.append(torch.cat([color, acc], 0).T)
     return torch.cat(out, 0).reshape(target.height, target.width, 4)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..io.config import ModelConfig
 from ..io.mpi_geometry import MPIGeometry
 from .fused_mlp import compute_dtype, fused_trunk, trunk_input
-from .mpi import composite_over, depths_tensor, plane_intersections, sample_planes
+from .mpi import composite_in, depths_tensor, plane_intersections, sample_planes
 
 Tensor = torch.Tensor
 
@@ -347,7 +347,7 @@ class NexModel(nn.Module):
         k0 = sample_planes(k0_images, coords.reshape(L, S * R, 2).float())  # [L, 3, S * R]
         k0 = k0.reshape(L, 3, S, R).permute(0, 2, 3, 1).reshape(D, R, 3)
         color = torch.clamp(k0 + specular, 0.0, 1.0)
-        rgb, acc = composite_over(color.permute(0, 2, 1), alpha[:, None, :])
+        rgb, acc = composite_in(cfg.compositing, color.permute(0, 2, 1), alpha[:, None, :])
         return rgb.T, acc[0]
 
     def tv_loss(self, k0_images: Tensor | None = None) -> Tensor:

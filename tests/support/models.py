@@ -13,12 +13,14 @@ from nex_core.model.nex_model import NexModel
 from .poses import random_pose
 
 
-def random_model(basis: str = "learned", sublayers: int = 2, seed: int = 0, field: str = "mlp"):
+def random_model(basis: str = "learned", sublayers: int = 2, seed: int = 0, field: str = "mlp",
+                 compositing: str = "srgb"):
     """A random-weight model whose planes are half opaque and whose coefficients matter
     -> (model, geometry, reference camera, six cameras near it)."""
     cfg = ModelConfig(layers=3, sublayers=sublayers, hidden=32, mlp_layers=1, pos_level=5, depth_level=2,
                       basis=basis, basis_out=8, basis_hidden=16, sigmoid_offset=5.0, field=field,
-                      grid_levels=2, grid_features=2, grid_base=8, grid_max=16, grid_hidden=16)
+                      grid_levels=2, grid_features=2, grid_base=8, grid_max=16, grid_hidden=16,
+                      compositing=compositing)
     ref = Camera(40, 30, 40.0, 40.0, 20.0, 15.0, random_pose(np.random.default_rng(seed + 100), 10, 0.5))
     geom = MPIGeometry.from_camera(ref, 6, plane_depths(1.0, 4.0, 3 * sublayers, True))
     torch.manual_seed(seed)

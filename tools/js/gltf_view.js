@@ -5,6 +5,9 @@
 //                                      ({"c2w": OpenCV camera-to-world in the scene's world frame, fx, fy,
 //                                      cx, cy, width, height})
 // &vd=0                                (ext) k0 only
+// &linear=1                            render into a half-float target in linear light and encode it to
+//                                      sRGB in a final pass, as an engine with a linear HDR pipeline does
+//                                      (in "ext" mode the shader is compiled with NEX_LINEAR_OUTPUT)
 // Sets document.title to "rendered" or "error: ...".
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
@@ -34,7 +37,7 @@ function exactCamera(cam, near, far) {
   return camera;
 }
 
-async function useExtension(gltf, shaderSource, viewDependent) {
+async function useExtension(gltf, shaderSource, viewDependent, linearOutput) {
   const parser = gltf.parser;
   const nodes = parser.json.nodes;
   const rigIndex = nodes.findIndex((n) => n.extensions && n.extensions.EXT_nex_mpi);
@@ -56,10 +59,11 @@ async function useExtension(gltf, shaderSource, viewDependent) {
     const layer = Math.floor(i / ext.sublayers);
     const mesh = byNode.get(ext.planes[i]);
     const [k0, ...coeff] = await Promise.all([tex(ext.k0Textures[layer]), ...ext.coefficientTextures[layer].map(tex)]);
+    const defines = "#define NEX_BASIS " + n + "\n" + (linearOutput ? "#define NEX_LINEAR_OUTPUT\n" : "");
     const material = new THREE.ShaderMaterial({
       glslVersion: THREE.GLSL3,
-      vertexShader: "#define NEX_VERTEX\n#define NEX_BASIS " + n + "\n" + shaderSource,
-      fragmentShader: "#define NEX_FRAGMENT\n#define NEX_BASIS " + n + "\n" + shaderSource,
+      vertexShader: "#define NEX_VERTEX\n" + defines + shaderSource,
+      fragmentShader: "#define NEX_FRAGMENT\n" + defines + shaderSource,
       uniforms: {
         nexWorldToRig: { value: worldToRig },
         nexDepth: { value: ext.depths[i] },
@@ -103,14 +107,41 @@ try {
     camera = exactCamera(cam, 1e-3, 1e4);
     const res = await fetch("/shaders/nex_mpi.glsl");
     if (!res.ok) throw new Error("nex_mpi.glsl: HTTP " + res.status);
-    await useExtension(gltf, await res.text(), q.get("vd") !== "0");
+    await useExtension(gltf, await res.text(), q.get("vd") !== "0", q.get("linear") === "1");
   }
   const renderer = new THREE.WebGLRenderer({ antialias: false, alpha: false, preserveDrawingBuffer: true });
   renderer.setPixelRatio(1);
   renderer.setSize(w, h);
   renderer.setClearColor(0x000000, 1);
   document.body.appendChild(renderer.domElement);
-  renderer.render(scene, camera);
+  if (q.get("linear") === "1") {
+    // Linear light: the scene into a half-float target (three.js writes linear values there), then one
+    // full-screen pass that encodes to sRGB (written as they are: a raw ShaderMaterial is not converted).
+    const target = new THREE.WebGLRenderTarget(w, h, { type: THREE.HalfFloatType, depthBuffer: false });
+    renderer.setRenderTarget(target);
+    renderer.render(scene, camera);
+    renderer.setRenderTarget(null);
+    const encode = new THREE.ShaderMaterial({
+      glslVersion: THREE.GLSL3,
+      uniforms: { src: { value: target.texture } },
+      vertexShader: "void main() { gl_Position = vec4(position.xy, 0.0, 1.0); }",
+      fragmentShader: `precision highp float;
+        uniform sampler2D src;
+        out vec4 outColor;
+        void main() {
+          vec3 c = clamp(texelFetch(src, ivec2(gl_FragCoord.xy), 0).rgb, 0.0, 1.0);
+          outColor = vec4(mix(c * 12.92, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(vec3(0.0031308), c)), 1.0);
+        }`,
+      depthTest: false, depthWrite: false,
+    });
+    const quad = new THREE.Mesh(new THREE.PlaneGeometry(2, 2), encode);
+    quad.frustumCulled = false;
+    const post = new THREE.Scene();
+    post.add(quad);
+    renderer.render(post, new THREE.Camera());
+  } else {
+    renderer.render(scene, camera);
+  }
   const gl = renderer.getContext();
   gl.finish();
   const errors = [];

@@ -30,8 +30,9 @@
 //   nexViewDependent false: k0 only
 // All textures bilinear, clamped to the edge, no mipmaps, no sRGB decoding (except nexPlane, see above).
 // Output: straight (not premultiplied) colour and alpha. In a linear-light pipeline convert the colour
-// with nex_srgb_to_linear() (#define NEX_LINEAR_OUTPUT) — blending then happens in linear light, which
-// differs slightly from NeX's display-space compositing where planes are semi-transparent.
+// with nex_srgb_to_linear() (#define NEX_LINEAR_OUTPUT): blending then happens in linear light, exactly
+// as an MPI with EXT_nex_mpi compositing "linear" was trained (one with "srgb" differs slightly where
+// planes are semi-transparent; blend display values for it).
 
 #ifndef NEX_BASIS
 #define NEX_BASIS 8

@@ -23,8 +23,9 @@
 //   s             a bilinear, clamp-to-edge sampler, no mipmaps. The k0, coefficient and LUT textures are
 //                 data: import them as linear (no sRGB decoding).
 // Output: straight (not premultiplied) RGBA in display (sRGB-encoded) values; in a linear-light pipeline
-// pass the colour through nex_srgb_to_linear() (blending then happens in linear light, which differs a
-// little from NeX's own display-space compositing where planes are semi-transparent).
+// pass the colour through nex_srgb_to_linear(): blending then happens in linear light, exactly as an MPI
+// with EXT_nex_mpi compositing "linear" was trained (one with "srgb" differs a little where planes are
+// semi-transparent; blend display values for it).
 
 #ifndef NEX_MPI_HLSL
 #define NEX_MPI_HLSL

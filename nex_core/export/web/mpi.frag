@@ -4,8 +4,9 @@
 //   gutter holds zeros); the layer's coefficients where the ray meets the layer's first plane
 //   (coefficient_lookup = layer_first_plane; bilinear, clamped to the edge); the basis from the LUT at
 //   the ray's unit direction (vx, vy) in the reference frame, clamped to the LUT's range;
-//   colour = clamp(k0 + sum_n k_n H_n, 0, 1); output premultiplied, blended back to front with
-//   (ONE, ONE_MINUS_SRC_ALPHA) = the over operator.
+//   colour = clamp(k0 + sum_n k_n H_n, 0, 1), decoded from sRGB to linear light when the MPI composites
+//   in linear light (mpi.compositing = "linear"; blit.frag encodes the sum again); output premultiplied,
+//   blended back to front with (ONE, ONE_MINUS_SRC_ALPHA) = the over operator.
 // viewer.js prepends "#version 300 es" and #defines N_BASIS, N_LUT, ALPHA_EPS, and replaces the line
 // "@SPECULAR_SUM@" with the sum over n, unrolled (GLSL ES 3.00 indexes sampler arrays with constants only).
 precision highp float;
@@ -19,6 +20,7 @@ uniform vec2 uMpiSize;        // MPI texels
 uniform float uDepth;         // this plane's depth
 uniform float uDepthFirst;    // depth of this plane's layer's first plane
 uniform bool uViewDependent;  // false: k0 only
+uniform bool uLinear;         // composite in linear light (mpi.compositing = "linear")
 
 // Each texture is an atlas; rect = (tile interior x, y in texels, 1 / atlas width, 1 / atlas height).
 uniform sampler2D uAlpha;
@@ -41,6 +43,10 @@ vec4 tap(sampler2D s, vec4 rect, vec2 p) {
 
 #define SIGNED(x) ((x) * 2.0 - 1.0)
 
+vec3 srgbToLinear(vec3 c) {
+  return mix(c / 12.92, pow((c + 0.055) / 1.055, vec3(2.4)), step(vec3(0.04045), c));
+}
+
 void main() {
   vec2 p = uIntr.xy * vP.xy / uDepth + uIntr.zw - 0.5;
   p = clamp(p, vec2(-1.0), uMpiSize);  // beyond the 1-texel zero gutter alpha and k0 stay 0
@@ -59,5 +65,6 @@ void main() {
     c += spec;
   }
   c = clamp(c, 0.0, 1.0);
+  if (uLinear) c = srgbToLinear(c);
   fragColor = vec4(c * a, a);
 }

@@ -1,6 +1,6 @@
 // NeX baked-MPI viewer: plain WebGL2, no dependencies, no network access beyond its own server.
 //
-// Reads baked/mpi.json (format "nex-baked-mpi" version 1, written by `nex bake`) and its PNG atlases, and
+// Reads baked/mpi.json (format "nex-baked-mpi" versions 1 and 2, written by `nex bake`) and its PNG atlases, and
 // draws one quad per MPI plane, back to front, with the fragment shader mpi.frag (the same colour model
 // as nex_core/io/baked/reference_render.py, the reference every real-time renderer is tested against).
 //
@@ -20,7 +20,7 @@
 //   animate=1      draw frames continuously (otherwise only while the view changes, and 2 s after).
 
 const FORMAT = "nex-baked-mpi";
-const VERSION = 1;
+const VERSIONS = [1, 2];  // version 1 has no mpi.compositing (it composites sRGB values)
 const ALPHA_EPS = 1.0 / 4096.0;  // fragments more transparent than this are skipped (<= 1/4096 of error)
 
 const $ = (id) => document.getElementById(id);
@@ -114,8 +114,12 @@ function checkManifest(m) {
   if (!m || m.format !== FORMAT) {
     throw new Error(`mpi.json: format ${JSON.stringify(m && m.format)} is not "${FORMAT}"; this is not a NeX baked MPI (create one with \`nex bake RUN\`)`);
   }
-  if (m.version !== VERSION) {
-    throw new Error(`mpi.json: baked-MPI version ${m.version} is not supported by this viewer (it reads version ${VERSION}); bake the run again with this nex, or update nex`);
+  if (!VERSIONS.includes(m.version)) {
+    throw new Error(`mpi.json: baked-MPI version ${m.version} is not supported by this viewer (it reads versions ${VERSIONS.join(", ")}); bake the run again with this nex, or update nex`);
+  }
+  const compositing = m.version >= 2 ? m.mpi.compositing : "srgb";
+  if (compositing !== "srgb" && compositing !== "linear") {
+    throw new Error(`mpi.json: compositing ${JSON.stringify(compositing)} is not supported (srgb or linear); update nex`);
   }
   if (m.mpi.coefficient_lookup !== "layer_first_plane") {
     throw new Error(`mpi.json: coefficient_lookup ${m.mpi.coefficient_lookup} is not supported`);
@@ -257,19 +261,24 @@ class MPIRenderer {
       this.coeffRects.push(new Float32Array(this.rects.coeff.slice(l * nBasis, (l + 1) * nBasis).flat()));
     }
     this.useFloat = useFloat && !!(gl.getExtension("EXT_color_buffer_float") || gl.getExtension("EXT_color_buffer_half_float"));
+    this.linear = manifest.version >= 2 && manifest.mpi.compositing === "linear";
+    this.linearApproximated = false;
     this.target = null;
     this.textureBytes = textures.reduce((s, t) => s + t.bytes, 0);
     this.bound = [];
   }
 
+  // The accumulation target: fp16 where the GPU renders to it; else, for an MPI composited in linear
+  // light, 8-bit sRGB (blending there happens in linear light); else none (straight to the canvas).
   ensureTarget(w, h) {
     const gl = this.gl;
-    if (!this.useFloat) return null;
+    const format = this.useFloat ? gl.RGBA16F : this.linear ? gl.SRGB8_ALPHA8 : null;
+    if (format === null) return null;
     if (this.target && this.target.w === w && this.target.h === h) return this.target;
     if (this.target) { gl.deleteFramebuffer(this.target.fb); gl.deleteTexture(this.target.tex); }
     const tex = gl.createTexture();
     gl.bindTexture(gl.TEXTURE_2D, tex);
-    gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA16F, w, h);
+    gl.texStorage2D(gl.TEXTURE_2D, 1, format, w, h);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
     const fb = gl.createFramebuffer();
@@ -277,7 +286,14 @@ class MPIRenderer {
     gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
     if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) !== gl.FRAMEBUFFER_COMPLETE) {
       gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-      this.useFloat = false;
+      gl.deleteFramebuffer(fb);
+      gl.deleteTexture(tex);
+      if (this.useFloat) {
+        this.useFloat = false;
+        return this.ensureTarget(w, h);
+      }
+      this.linear = false;  // no target to composite in linear light: the sRGB-values approximation
+      this.linearApproximated = true;
       return null;
     }
     this.target = { w, h, fb, tex };
@@ -319,6 +335,7 @@ class MPIRenderer {
     gl.uniform4f(L.uIntr, rc.fx, rc.fy, rc.cx + off, rc.cy + off);
     gl.uniform2f(L.uMpiSize, m.mpi.width, m.mpi.height);
     gl.uniform1i(L.uViewDependent, viewDependent ? 1 : 0);
+    gl.uniform1i(L.uLinear, this.linear ? 1 : 0);
     const lut = m.basis.lut;
     gl.uniform4f(L.uLutRange, lut.vx[0], lut.vx[1], lut.vy[0], lut.vy[1]);
     gl.uniform2f(L.uLutSize, lut.width, lut.height);
@@ -355,6 +372,7 @@ class MPIRenderer {
       gl.bindTexture(gl.TEXTURE_2D, target.tex);
       this.bound[0] = -1;
       gl.uniform1i(this.blit.loc.uAccum, 0);
+      gl.uniform1i(this.blit.loc.uLinear, this.linear ? 1 : 0);
       gl.drawArrays(gl.TRIANGLES, 0, 3);
     }
   }
@@ -486,7 +504,9 @@ async function main() {
   const targetBytes = () => (renderer.target ? renderer.target.w * renderer.target.h * 8 : 0);
   const describe = () => `${manifest.mpi.planes} planes (${manifest.mpi.layers}x${manifest.mpi.sublayers}) of ` +
     `${manifest.mpi.width}x${manifest.mpi.height} · textures ${(renderer.textureBytes / 1048576).toFixed(1)} MiB` +
-    (renderer.useFloat ? " · fp16 target" : " · 8-bit target");
+    (renderer.useFloat ? " · fp16 target" : renderer.target ? " · 8-bit sRGB target" : " · 8-bit target") +
+    (renderer.linear ? " · linear-light compositing" :
+     renderer.linearApproximated ? " · linear-light MPI approximated in sRGB (no render target)" : "");
   window.nexViewer = { manifest, renderer, textureBytes: renderer.textureBytes };
 
   if (fixed) {
@@ -495,6 +515,7 @@ async function main() {
     if (once || !bench) {
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
       window.nexViewer.float = renderer.useFloat;
+      window.nexViewer.linear = renderer.linear;
       document.title = "rendered";
       return;
     }

@@ -37,13 +37,14 @@ here).
 from __future__ import annotations
 
 from .codec import decode_signed, decode_unsigned, encode_signed, encode_unsigned
-from .constants import FORMAT_NAME, FORMAT_VERSION, GUTTER, KINDS, MANIFEST, MAX_TEXELS, MAX_TEXTURE_SIDE
+from .constants import (COMPOSITING_SPACES, FORMAT_NAME, FORMAT_VERSION, GUTTER, KINDS, MANIFEST, MAX_TEXELS,
+                        MAX_TEXTURE_SIDE, READABLE_VERSIONS)
 from .layout import BakedLayout, TextureSpec, Tile, layout_schema_doc, plan_atlases
 from .reader import read_baked, read_layout, read_texture, verify_textures
 from .types import BakedMPI, MPIInfo
 from .writer import BakedWriter, write_baked
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "GUTTER", "KINDS", "MANIFEST", "MAX_TEXELS", "MAX_TEXTURE_SIDE",
+__all__ = ["COMPOSITING_SPACES", "FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "GUTTER", "KINDS", "MANIFEST", "MAX_TEXELS", "MAX_TEXTURE_SIDE",
            "BakedLayout", "BakedMPI", "BakedWriter", "MPIInfo", "TextureSpec", "Tile", "decode_signed",
            "decode_unsigned", "encode_signed", "encode_unsigned", "layout_schema_doc", "plan_atlases",
            "read_baked", "read_layout", "read_texture", "verify_textures", "write_baked"]

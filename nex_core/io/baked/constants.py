@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 FORMAT_NAME = "nex-baked-mpi"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what the writer writes
+# What the readers read: version 1 has no "compositing" field (its MPIs composite sRGB values).
+READABLE_VERSIONS = (1, 2)
+COMPOSITING_SPACES = ("srgb", "linear")  # mpi.compositing: where the planes' colours are over-composited
 MANIFEST = "mpi.json"
 COEFFICIENT_LOOKUP = "layer_first_plane"
 GUTTER = 1  # texels of padding around every tile

@@ -33,7 +33,7 @@ def manifest(info: MPIInfo, textures: list[TextureSpec], tiles: dict[str, list[T
             "width": info.mpi_width, "height": info.mpi_height, "offset": info.offset,
             "layers": info.layers, "sublayers": info.sublayers, "planes": info.n_planes,
             "depths": list(info.depths), "invz": info.invz,
-            "coefficient_lookup": COEFFICIENT_LOOKUP,
+            "coefficient_lookup": COEFFICIENT_LOOKUP, "compositing": info.compositing,
         },
         "basis": {
             "count": info.n_basis, "kind": info.basis_kind,
@@ -48,6 +48,9 @@ def manifest(info: MPIInfo, textures: list[TextureSpec], tiles: dict[str, list[T
                       "row - offset + 0.5); outside the MPI alpha and k0 read 0",
             "colour": "clamp(k0 + sum_n coeff_n * H_n(vx, vy), 0, 1), v the unit ray direction in the "
                       "reference frame; over-composited front to back",
+            "compositing": "srgb: the colours above are over-composited as they are (sRGB-encoded values); "
+                           "linear: each is decoded from sRGB to linear light, composited, and the result "
+                           "encoded to sRGB",
             "lut": "texel i of the LUT's width is at vx = vx[0] + i * (vx[1] - vx[0]) / (width - 1) "
                    "(likewise vy down the rows); look-ups clamp to the range",
             "gutter": f"{GUTTER} texel around each tile rectangle: zeros (alpha, k0) or the tile's edge "

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import FormatError
 from .codec import decode_kind
-from .constants import (COEFFICIENT_LOOKUP, FORMAT_NAME, FORMAT_VERSION, GUTTER, KINDS, MANIFEST, MAX_TEXELS,
-                        MAX_TEXTURE_SIDE)
+from .constants import (COEFFICIENT_LOOKUP, COMPOSITING_SPACES, FORMAT_NAME, GUTTER, KINDS, MANIFEST, MAX_TEXELS,
+                        MAX_TEXTURE_SIDE, READABLE_VERSIONS)
 from .layout import BakedLayout, TextureSpec, Tile
 from .types import BakedMPI, MPIInfo
 
@@ -45,15 +45,22 @@ def read_layout(baked_dir: Path, verify: bool = True) -> BakedLayout:
     if raw.get("format") != FORMAT_NAME:
         raise FormatError(f"{src}: format {raw.get('format')!r} is not {FORMAT_NAME!r}; this is not a NeX baked "
                           f"MPI (create one with `nex bake RUN`)")
-    if raw.get("version") != FORMAT_VERSION or isinstance(raw.get("version"), bool):
-        raise FormatError(f"{src}: baked-MPI version {raw.get('version')!r} is not supported (this nex reads "
-                          f"version {FORMAT_VERSION}); bake the run again with this nex, or update nex")
+    version = raw.get("version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        raise FormatError(f"{src}: baked-MPI version {version!r} is not supported (this nex reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}); bake the run again with this nex, or "
+                          "update nex")
     r = _Reader(src, raw)
     cam, mpi, basis = r.obj("reference_camera"), r.obj("mpi"), r.obj("basis")
     lut = r.obj("lut", basis, "basis.")
     if r.text("coefficient_lookup", mpi, "mpi.") != COEFFICIENT_LOOKUP:
         raise FormatError(f"{src}: mpi.coefficient_lookup must be {COEFFICIENT_LOOKUP!r}; bake again")
     invz = mpi.get("invz")
+    # Version 1 predates the field: those MPIs were trained and rendered compositing sRGB values.
+    compositing = "srgb" if version == 1 else r.text("compositing", mpi, "mpi.")
+    if compositing not in COMPOSITING_SPACES:
+        raise FormatError(f"{src}: mpi.compositing {compositing!r} is not one of {', '.join(COMPOSITING_SPACES)}; "
+                          "bake again, or update nex")
     info = MPIInfo(
         width=r.integer("width", cam, "reference_camera."), height=r.integer("height", cam, "reference_camera."),
         fx=r.number("fx", cam, "reference_camera."), fy=r.number("fy", cam, "reference_camera."),
@@ -64,7 +71,7 @@ def read_layout(baked_dir: Path, verify: bool = True) -> BakedLayout:
         lut_width=r.integer("width", lut, "basis.lut."), lut_height=r.integer("height", lut, "basis.lut."),
         lut_vx=tuple(r.numbers("vx", lut, "basis.lut.", 2)), lut_vy=tuple(r.numbers("vy", lut, "basis.lut.", 2)),
         ref_c2w=r.matrix("c2w_opencv", cam, "reference_camera."),
-        invz=invz if isinstance(invz, bool) else None,
+        invz=invz if isinstance(invz, bool) else None, compositing=compositing,
         metadata=raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {},
     )
     info.check(src)

@@ -5,7 +5,8 @@ For each target pixel: the ray in the reference frame; per plane its intersectio
 ``nex_core.model.mpi.plane_intersections`` and the plane homographies); bilinear texture reads at texel
 centres (grid_sample ``align_corners=False``): alpha and k0 with zero padding, coefficients clamped to
 the edge; coefficients read where the ray meets its layer's first plane; the basis read from the LUT at
-the ray's (vx, vy), clamped to the LUT's range; ``clamp(k0 + sum_n k_n H_n, 0, 1)``; front-to-back over.
+the ray's (vx, vy), clamped to the LUT's range; ``clamp(k0 + sum_n k_n H_n, 0, 1)``; front-to-back over,
+of the encoded values or in linear light as the MPI's ``compositing`` says.
 """
 
 from __future__ import annotations
@@ -74,14 +75,17 @@ def linear_to_srgb(c: np.ndarray) -> np.ndarray:
 
 
 def render_rays(baked: BakedMPI, origin: np.ndarray, dirs: np.ndarray,
-                view_dependent: bool = True, linear_light: bool = False) -> np.ndarray:
+                view_dependent: bool = True, linear_light: bool | None = None) -> np.ndarray:
     """Composite the baked MPI along rays (origin [3], dirs [R, 3], reference frame) -> RGBA [R, 4]
     (colour over black, i.e. premultiplied, and accumulated alpha).
 
-    ``linear_light``: composite the planes' colours in linear light and encode the result as sRGB, which
-    is what a renderer does with the colours converted to scene-linear (the Blender add-on's default)
-    under an sRGB display; NeX itself composites the sRGB-encoded values (the default here)."""
+    ``linear_light``: composite the planes' colours in linear light and encode the result as sRGB (what a
+    renderer does with the colours converted to scene-linear under an sRGB display), or composite the
+    sRGB-encoded values (False, the reference NeX's way); None: as the MPI was trained
+    (``info.compositing``)."""
     info = baked.info
+    if linear_light is None:
+        linear_light = info.compositing == "linear"
     n_rays = dirs.shape[0]
     w_mpi, h_mpi = info.mpi_width, info.mpi_height
     dz = dirs[:, 2]
@@ -117,7 +121,7 @@ def render_rays(baked: BakedMPI, origin: np.ndarray, dirs: np.ndarray,
 
 
 def render_baked(baked: BakedMPI, camera: Camera, view_dependent: bool = True,
-                 chunk: int = 1 << 14, linear_light: bool = False) -> np.ndarray:
+                 chunk: int = 1 << 14, linear_light: bool | None = None) -> np.ndarray:
     """Render ``camera`` (its own size and intrinsics) -> float32 RGBA [H, W, 4]: colour composited over
     black plus accumulated alpha. ``view_dependent=False`` uses k0 only; ``linear_light``: see
     :func:`render_rays`."""

@@ -12,7 +12,7 @@ from ..cameras import Camera, opencv_to_opengl, pose_problem
 from ..errors import FormatError
 from ..mpi_geometry import MPIGeometry
 from .codec import decode_kind, encode_kind
-from .constants import MAX_TEXELS, MAX_TEXTURE_SIDE
+from .constants import COMPOSITING_SPACES, MAX_TEXELS, MAX_TEXTURE_SIDE
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class MPIInfo(MPIGeometry):
     lut_vy: tuple[float, float]
     ref_c2w: np.ndarray = field(repr=False)  # 4x4 reference camera-to-world, OpenCV axes, scene world frame
     invz: bool | None = None  # how the depths were spaced (informational; ``depths`` is authoritative)
+    compositing: str = "srgb"  # where renderers over-composite the planes: "srgb" values or "linear" light
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +84,9 @@ class MPIInfo(MPIGeometry):
             if not isinstance(value, (int, np.integer)) or value < low or value > MAX_TEXTURE_SIDE:
                 raise FormatError(f"{source}: {name} = {value!r} is out of range ({low}..{MAX_TEXTURE_SIDE}); "
                                   f"the file is damaged: bake it again")
+        if self.compositing not in COMPOSITING_SPACES:
+            raise FormatError(f"{source}: compositing {self.compositing!r} is not one of "
+                              f"{', '.join(COMPOSITING_SPACES)}; bake it again, or update nex")
         planes = self.layers * self.sublayers
         if len(self.depths) != planes:
             raise FormatError(f"{source}: {len(self.depths)} plane depths for layers x sublayers = "
