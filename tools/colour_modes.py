@@ -1,9 +1,11 @@
-"""How far the Blender add-on's default colour handling is from NeX's own compositing, on a baked run.
+"""How far the Blender add-on's default colour handling is from the MPI's own compositing, on a baked run.
 
 The add-on converts the trained (sRGB-encoded) colours to scene-linear so the MPI sits correctly among
-lit objects under the Standard view transform; Blender then over-composites the planes in linear light,
-where NeX composites the encoded values. The two agree wherever one plane dominates a pixel. This prints
-the PSNR between them at the reference view and the held-out views, plus how opaque the MPI is:
+lit objects under the Standard view transform; Blender then over-composites the planes in linear light.
+An MPI trained with ``--compositing linear`` was composited that way in training: the two are the same
+(up to rounding). One trained the reference's way (``srgb``) was composited in encoded values: the two
+agree wherever one plane dominates a pixel. This prints the PSNR between them at the reference view and
+the held-out views, plus how opaque the MPI is:
 
     .venv/bin/python tools/colour_modes.py RUN [--scene SCENE]
 """
@@ -37,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     views = [("reference", ref)] + [(cams.cameras[i].name, cams.cameras[i]) for i in cams.test_ids]
     print(f"{baked_dir}: mean opacity from the reference view "
           f"{render_baked(baked, ref)[..., 3].mean():.3f}")
-    print("view | scene-linear (Blender, linear-light compositing) vs NeX (sRGB-space compositing)")
+    print(f"view | scene-linear (Blender, linear-light compositing) vs the MPI's own "
+          f"({baked.info.compositing} compositing)")
     for name, cam in views:
         got = render_baked(baked, cam, linear_light=True)[..., :3]
-        want = render_baked(baked, cam)[..., :3]
+        want = render_baked(baked, cam)[..., :3]  # in the space the MPI was trained in
         print(f"{name} | {psnr(got, want):.2f} dB")
     return 0
 
