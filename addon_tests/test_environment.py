@@ -183,3 +183,38 @@ def test_zip_wheel_matches_the_bundled_one(addon, extension_zip):
     """The installed extension's wheel is byte for byte the one in the zip."""
     with zipfile.ZipFile(extension_zip) as zf:
         assert zf.read("wheel/nex_blender-0.1.0-py3-none-any.whl") == addon.environment.bundled_wheel().read_bytes()
+
+
+class _Layout:
+    """Records what a draw function puts into a layout (labels and properties)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    def label(self, text="", icon="NONE"):
+        self.lines.append(text)
+
+    def prop(self, data, name, **kw):
+        self.lines.append(f"prop {name}")
+
+    def column(self, align=False):
+        return self
+
+    def operator(self, idname, **kw):
+        self.lines.append(f"op {idname}")
+
+
+def test_the_panel_says_the_download_and_the_alternatives(addon, prefs, bpy_module, tmp_path):
+    lines: list[str] = []
+    addon.prefs._draw_plan(_Layout(lines), prefs)
+    assert "It downloads about 370 MB: torch==2.13.0 (CPU) and the project's other dependencies" in lines
+    assert any("Online access is off" in line for line in lines)
+    assert any("existing interpreter" in line for line in lines) and any("'Wheel Folder'" in line for line in lines)
+    bpy_module.context.preferences.system.use_online_access = True
+    lines.clear()
+    addon.prefs._draw_plan(_Layout(lines), prefs)
+    assert not any("Online access is off" in line for line in lines)
+    prefs.wheel_folder = str(tmp_path)
+    lines.clear()
+    addon.prefs._draw_plan(_Layout(lines), prefs)
+    assert lines == ["It installs offline from the local wheel folder (no download)"]
