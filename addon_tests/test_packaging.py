@@ -187,3 +187,35 @@ def test_build_tool_rejects_torch_in_vendored_modules(tmp_path, monkeypatch):
         raise AssertionError("a vendored module importing torch was accepted")
     assert build_extension.relativize("from nex_core.io.cameras import Camera\n", "io/scene/loader.py") == \
         "from ...io.cameras import Camera\n"
+
+
+def test_a_users_own_nex_core_does_not_collide(extension_zip, tmp_path):
+    """A different nex_core importable in Blender's Python (a user's own, an older copy) stays what it is,
+    and the add-on keeps using its vendored copy; disable + enable (a reload) keeps it so."""
+    own = tmp_path / "site" / "nex_core"
+    own.mkdir(parents=True)
+    (own / "__init__.py").write_text('__version__ = "9.9-users-own"\n')
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(own.parent)!r})
+        os.environ["BLENDER_USER_RESOURCES"] = {str(tmp_path / "user")!r}
+        import nex_core
+        import bpy
+        assert bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, repo="user_default",
+                                                         enable_on_install=True) == {{"FINISHED"}}
+        import importlib
+        for attempt in range(2):
+            core = importlib.import_module({ADDON_MODULE!r} + "._core")
+            assert core.PACKAGE == {ADDON_MODULE!r} + "._vendor.nex_core", core.PACKAGE
+            assert core.module("cameras").__file__.startswith(os.environ["BLENDER_USER_RESOURCES"])
+            assert sys.modules["nex_core"] is nex_core and nex_core.__version__ == "9.9-users-own"
+            bpy.ops.wm.read_homefile(use_empty=True)
+            assert bpy.ops.nex.import_cameras(directory={str(DEMO_SCENE)!r}, background_images=False) == {{"FINISHED"}}
+            bpy.ops.preferences.addon_disable(module={ADDON_MODULE!r})
+            bpy.ops.preferences.addon_enable(module={ADDON_MODULE!r})
+        print("OK")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
