@@ -215,6 +215,7 @@ def test_create_environment(addon, bpy_module, tmp_path, deps):
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
     prefs.base_python, prefs.project_source = sys.executable, str(source)
     prefs.pip_args = "" if deps else "--no-deps"
+    bpy.context.preferences.system.use_online_access = True  # pip reaches the package index (setuptools, torch)
     env = addon.prefs.env_dir()
     assert str(env).startswith(bpy.utils.user_resource("EXTENSIONS"))
     assert not str(env).startswith(bpy.utils.resource_path("LOCAL"))  # never inside Blender's own folders
@@ -238,6 +239,7 @@ def test_create_environment(addon, bpy_module, tmp_path, deps):
         assert ("torch 2." in prefs.check_summary) if deps else ("torch MISSING" in prefs.check_summary)
     finally:
         prefs.python_path = sys.executable
+        bpy.context.preferences.system.use_online_access = False
         shutil.rmtree(env, ignore_errors=True)
 
 

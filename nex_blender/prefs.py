@@ -5,25 +5,24 @@ and torch: chosen here, or detected (this add-on's own environment, then the Pyt
 command on PATH). **Check** asks it (``nex doctor --json``) and shows the nex_core and torch versions,
 what is missing and whether CUDA is there;
 **Create Environment** makes a virtual environment in the add-on's user folder
-(``bpy.utils.extension_path_user``, never inside Blender's installation) and pip-installs the project
-into it, with progress.
+(``bpy.utils.extension_path_user``, never inside Blender's installation) with torch (CPU, CUDA or a custom
+index) and the project's wheel from the zip, beside the current one, with progress and Cancel
+(``environment.py``). It goes online only with Blender's *Allow Online Access* on, or installs offline
+from a local wheel folder.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from . import _core, worker
+from . import _core, environment, worker
 
 ADDON_ID = __package__
-ENV_FOLDER = "python-env"
 CHECK_TIMEOUT_S = 180
 
 
@@ -43,12 +42,11 @@ def get_prefs(context=None) -> "NEX_AP_preferences | None":
 
 
 def env_dir(create: bool = False) -> Path:
-    """Where Create Environment puts the virtual environment (the add-on's user folder)."""
-    return Path(bpy.utils.extension_path_user(ADDON_ID, path=ENV_FOLDER, create=create))
+    """The add-on's active environment (in its user folder; see environment.py)."""
+    return environment.active_env(environment.user_folder(create=create))
 
 
-def venv_python(root: Path) -> Path:
-    return root / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+venv_python = environment.venv_python
 
 
 def _nex_command_python() -> Path | None:
@@ -112,44 +110,13 @@ def check_python(python: str, timeout: float = CHECK_TIMEOUT_S) -> PythonCheck:
     return PythonCheck(report.ok, report.summary(), report)
 
 
-def project_source(prefs) -> str:
-    """What Create Environment pip-installs: the preference, else the checkout the add-on was built from."""
-    if prefs is not None and prefs.project_source.strip():
-        return bpy.path.abspath(prefs.project_source.strip())
-    info = Path(__file__).with_name("_build_info.json")
-    if info.is_file():
-        source = json.loads(info.read_text(encoding="utf-8")).get("source", "")
-        if source and (Path(source) / "pyproject.toml").is_file():
-            return source
-    here = Path(__file__).resolve().parents[1]
-    if (here / "pyproject.toml").is_file() and (here / "nex_core").is_dir():
-        return str(here)
-    return ""
-
-
-def base_python(prefs) -> str:
-    """The Python a new environment is made from (3.11, as the project requires)."""
-    if prefs is not None and prefs.base_python.strip():
-        return bpy.path.abspath(prefs.base_python.strip())
-    for name in ("python3.11", "python3", "python"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return sys.executable
+project_source = environment.project_source
+base_python = environment.base_python
 
 
 def environment_job(prefs) -> worker.Job:
-    """The job that creates the add-on's environment: venv, then pip install of the project."""
-    source = project_source(prefs)
-    if not source:
-        raise worker.JobError("set 'Project source' (a clone of the NeX for Blender repository, or a wheel) "
-                              "before creating the environment")
-    root = env_dir(create=True)
-    py = venv_python(root)
-    extra = prefs.pip_args.split() if prefs is not None else []
-    commands = [[base_python(prefs), "-m", "venv", str(root)],
-                [str(py), "-m", "pip", "install", *extra, source]]
-    return worker.Job("env", commands, log_path=root.parent / "environment.log")
+    """The job that creates the add-on's environment (see environment.plan)."""
+    return environment.job(environment.plan(prefs))
 
 
 class NEX_OT_check_python(bpy.types.Operator):
@@ -181,14 +148,36 @@ class NEX_OT_create_environment(bpy.types.Operator):
     bl_label = "Create Environment"
     bl_options = {"INTERNAL"}
 
-    def execute(self, context):
-        prefs = get_prefs(context)
+    def _plan(self, context):
         try:
-            worker.start(worker.ENV_JOB, environment_job(prefs))
+            return environment.plan(get_prefs(context))
+        except worker.JobError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+
+    def invoke(self, context, event):
+        plan = self._plan(context)
+        if plan is None:
+            return {"CANCELLED"}
+        if plan.online and not bpy.app.online_access:
+            return self.execute(context)  # (reports why and what else to do)
+        return context.window_manager.invoke_confirm(self, event, title="Create Environment",
+                                                     message=f"This {plan.download_text()}.",
+                                                     confirm_text="Install")
+
+    def execute(self, context):
+        plan = self._plan(context)
+        if plan is None:
+            return {"CANCELLED"}
+        if plan.online and not bpy.app.online_access:
+            self.report({"ERROR"}, environment.offline_advice(plan))
+            return {"CANCELLED"}
+        try:
+            worker.start(worker.ENV_JOB, environment.job(plan))
         except worker.JobError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"creating the environment in {env_dir()} (this downloads PyTorch: minutes)")
+        self.report({"INFO"}, f"creating the environment in {plan.staging}: it {plan.download_text()}")
         return {"FINISHED"}
 
 
@@ -212,12 +201,18 @@ class NEX_AP_preferences(bpy.types.AddonPreferences):
                                             "baking (empty: detect)")
     base_python: StringProperty(name="Base Python", subtype="FILE_PATH",
                                 description="Python 3.11 to create the environment from (empty: python3.11 on PATH)")
+    torch_variant: EnumProperty(name="PyTorch", items=environment.VARIANTS, default="AUTO",
+                                description="Which build of PyTorch Create Environment installs")
+    torch_index_url: StringProperty(name="Index URL",
+                                    description="Package index with torch, for the Custom index choice")
+    wheel_folder: StringProperty(name="Wheel Folder", subtype="DIR_PATH",
+                                 description="Install offline from this folder of wheels (pip --no-index "
+                                             "--find-links); empty: download from the package index")
     project_source: StringProperty(name="Project Source", subtype="FILE_PATH",
-                                   description="What to pip-install: a clone of the NeX for Blender repository "
-                                               "or a wheel (empty: the checkout this add-on was built from)")
+                                   description="What to pip-install as nex_core: a wheel or a clone of the "
+                                               "repository (empty: the wheel inside this extension)")
     pip_args: StringProperty(name="Extra pip Arguments",
-                             description="For example --index-url for a CUDA build of torch, or --no-index "
-                                         "--find-links DIR for offline wheels")
+                             description="Passed to each pip install, e.g. --proxy URL")
     check_summary: StringProperty(name="Check result")
     check_ok: BoolProperty(name="Check passed")
 
@@ -237,24 +232,47 @@ class NEX_AP_preferences(bpy.types.AddonPreferences):
             col.label(text=self.check_summary, icon="CHECKMARK" if self.check_ok else "ERROR")
 
         box = layout.box()
-        box.label(text="Environment (venv + pip install of the project)", icon="PACKAGE")
+        box.label(text="Environment (venv + PyTorch + the project's wheel)", icon="PACKAGE")
         box.label(text=f"Location: {env_dir()}")
-        box.prop(self, "base_python")
-        box.prop(self, "project_source")
-        box.prop(self, "pip_args")
+        box.prop(self, "torch_variant")
+        if self.torch_variant == "CUSTOM":
+            box.prop(self, "torch_index_url")
+        box.prop(self, "wheel_folder")
+        sub = box.column()
+        sub.prop(self, "base_python")
+        sub.prop(self, "project_source")
+        sub.prop(self, "pip_args")
         job = worker.get(worker.ENV_JOB)
         if job is not None and job.status.running:
             status = job.status
             box.progress(factor=status.progress, type="BAR",
                          text=f"step {job.command_index + 1}/{len(job.commands)}: {status.message[:80]}")
             box.operator(NEX_OT_cancel_environment.bl_idname, icon="CANCEL")
-        else:
-            box.operator(NEX_OT_create_environment.bl_idname, icon="ADD")
-            if job is not None:
-                if job.status.error:
-                    box.label(text=job.status.error[:200], icon="ERROR")
-                elif job.status.succeeded:
-                    box.label(text="Environment ready: press Check", icon="CHECKMARK")
+            return
+        _draw_plan(box, self)
+        box.operator(NEX_OT_create_environment.bl_idname, icon="ADD")
+        if job is not None:
+            if job.status.error:
+                box.label(text=job.status.error[:200], icon="ERROR")
+            elif job.status.succeeded:
+                box.label(text="Environment ready: press Check", icon="CHECKMARK")
+
+
+def _draw_plan(box, prefs) -> None:
+    """What Create Environment would do: the download, the GPU found, and the offline alternatives."""
+    try:
+        plan = environment.plan(prefs)
+    except worker.JobError as exc:
+        box.label(text=str(exc)[:200], icon="ERROR")
+        return
+    for note in plan.notes:
+        box.label(text=note, icon="INFO")
+    box.label(text=f"It {plan.download_text()}", icon="URL" if plan.online else "FILE_FOLDER")
+    if plan.online and not bpy.app.online_access:
+        col = box.column(align=True)
+        col.label(text="Online access is off (Preferences > System > Network). Instead:", icon="ERROR")
+        col.label(text="  allow online access, or set 'Python' above to an existing interpreter,")
+        col.label(text="  or set 'Wheel Folder' to a folder of wheels to install offline")
 
 
 classes = (NEX_OT_check_python, NEX_OT_create_environment, NEX_OT_cancel_environment, NEX_AP_preferences)

@@ -232,6 +232,67 @@ def test_blender_refuses_lens_distortion(tmp_path, truth):
         load_scene(tmp_path)
 
 
+# transforms.json as other tools write it: the cameras must come out the same.
+
+
+def _frames(poses, names, path_of) -> list[dict]:
+    return [{"file_path": path_of(name), "transform_matrix": (c2w @ CV_TO_GL).tolist()}
+            for name, c2w in zip(names, poses)]
+
+
+def test_blendernerf_convention_camera_angle_x_only(tmp_path, truth):
+    """BlenderNeRF / NeRF-synthetic: only the horizontal field of view, paths with their extension."""
+    write_images(tmp_path)
+    names = names_for(N_VIEWS)
+    meta = {"camera_angle_x": 2.0 * np.arctan(W / (2.0 * FX)), "aabb_scale": 16,
+            "frames": _frames(truth["poses"], names, lambda n: f"images/{n}")}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta, indent=4))
+    cameras = load_scene(tmp_path, dmin=1.0, dmax=10.0).cameras
+    for cam, c2w in zip(cameras, truth["poses"]):
+        assert (cam.width, cam.height) == (W, H)
+        np.testing.assert_allclose([cam.fx, cam.fy, cam.cx, cam.cy], [FX, FX, W / 2, H / 2], rtol=1e-9)
+        np.testing.assert_allclose(cam.c2w, c2w, atol=1e-9)
+
+
+def test_nerfstudio_convention_pixels_at_another_resolution(tmp_path, truth):
+    """nerfstudio (ns-process-data): fl_x/fl_y/cx/cy for w x h (here the full resolution, twice the photos
+    on disk), camera_model OPENCV with zero distortion, applied_transform (ignored: the frames are already
+    in the file's world)."""
+    write_images(tmp_path)
+    names = names_for(N_VIEWS)
+    meta = {"w": 2 * W, "h": 2 * H, "fl_x": 2 * FX, "fl_y": 2 * FY, "cx": 2 * 15.5, "cy": 2 * 12.25,
+            "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "camera_model": "OPENCV",
+            "applied_transform": [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0]],
+            "frames": _frames(truth["poses"], names, lambda n: f"images/{n}")}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    cameras = load_scene(tmp_path, dmin=1.0, dmax=10.0).cameras
+    for cam, c2w in zip(cameras, truth["poses"]):
+        assert (cam.width, cam.height) == (W, H)
+        np.testing.assert_allclose([cam.fx, cam.fy, cam.cx, cam.cy], [FX, FY, 15.5, 12.25], rtol=1e-9)
+        np.testing.assert_allclose(cam.c2w, c2w, atol=1e-9)
+    meta["camera_model"] = "OPENCV_FISHEYE"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(PoseError, match=r"camera_model 'OPENCV_FISHEYE' \(frame 0\).*pinhole"):
+        load_scene(tmp_path, dmin=1.0, dmax=10.0)
+
+
+def test_per_frame_intrinsics(tmp_path, truth):
+    """Intrinsics in each frame (nerfstudio, Polycam) override the top level, frame by frame."""
+    write_images(tmp_path)
+    names = names_for(N_VIEWS)
+    frames = _frames(truth["poses"], names, lambda n: f"./images/{Path(n).stem}")
+    for i, frame in enumerate(frames):
+        frame.update({"fl_x": FX + i, "fl_y": FY + 2 * i, "cx": 15.0 + 0.1 * i, "cy": 12.0 - 0.1 * i,
+                      "w": W, "h": H})
+    meta = {"camera_angle_x": 1.0, "fl_x": 99.0, "frames": frames}
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    cameras = load_scene(tmp_path, dmin=1.0, dmax=10.0).cameras
+    for i, (cam, c2w) in enumerate(zip(cameras, truth["poses"])):
+        np.testing.assert_allclose([cam.fx, cam.fy, cam.cx, cam.cy],
+                                   [FX + i, FY + 2 * i, 15.0 + 0.1 * i, 12.0 - 0.1 * i], rtol=1e-9)
+        np.testing.assert_allclose(cam.c2w, c2w, atol=1e-9)
+
+
 def test_colmap_bounds_use_point_depth_percentiles(tmp_path, truth):
     write_images(tmp_path)
     points = np.vstack([truth["points"], [[0.0, 0.0, -3.0]]])  # one point behind every camera: ignored

@@ -1,10 +1,24 @@
 """Build the installable Blender extension zip of the NeX add-on.
 
-Copies ``nex_blender/`` (the extension package, with its ``blender_manifest.toml``) to a staging folder,
-adds the torch-free folder ``nex_core/io/`` (with the package's ``__init__.py``) whole as
-``nex_blender/_vendor/nex_core`` (absolute ``nex_core.`` imports rewritten to relative ones, so the copy is
-self-contained), checks that none of it imports torch, bpy or a nex_core module outside the folder, then validates and builds the zip with Blender's own
-extension tool (``blender_ext.py`` from the ``bpy`` wheel, or ``--blender-ext PATH``).
+Stages, in a temporary folder:
+
+- ``nex_blender/`` (the extension package) with the top-level ``blender_manifest.toml``;
+- the torch-free folder ``nex_core/io/`` (with the package's ``__init__.py``) whole as
+  ``_vendor/nex_core`` (absolute ``nex_core.`` imports rewritten to relative ones), checked to import no
+  torch, bpy or nex_core module outside the folder: what Blender's own Python imports;
+- the project's wheel (``pip wheel`` of this repository) as ``wheel/nex_blender-<version>-py3-none-any.whl``:
+  what *Create Environment* pip-installs into the background Python, with torch and the other
+  dependencies from the package index (or a local wheel folder);
+
+checks that no staged file (the wheel's members included) holds a path of the build machine, then
+validates and builds the zip with Blender's own extension tool (``blender_ext.py`` from the ``bpy`` wheel,
+or ``--blender-ext PATH``).
+
+The wheel is deliberately *not* listed in the manifest's ``wheels = [...]``: Blender would extract it into
+the site-packages shared by all extensions, where its top-level ``nex_core`` would collide with a user's
+own nex_core in Blender's Python (or another version from a second copy of the extension), and its torch
+modules would be importable but broken. The vendored copy lives inside the extension's own package
+(``bl_ext.<repo>.nex_blender._vendor.nex_core``), so it cannot collide and reloads with the add-on.
 
 Usage (from the repository root)::
 
@@ -27,11 +41,16 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADDON_DIR = REPO_ROOT / "nex_blender"
 CORE_DIR = REPO_ROOT / "nex_core"
+MANIFEST = REPO_ROOT / "blender_manifest.toml"
+WHEEL_FOLDER = "wheel"  # inside the staged package
+# What the wheel is built from (copied to a temporary folder first, so the checkout stays clean).
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "nex_core")
 
 # The torch-free folder the add-on vendors whole, and the package file above it (paths below nex_core/).
 TORCH_FREE_DIR = "io"
@@ -139,11 +158,56 @@ def relativize(source: str, rel: str) -> str:
     return _ABSOLUTE.sub(lambda m: f"{m.group(1)}from {dots}", source)
 
 
+def build_wheel(out_dir: Path, work: Path) -> Path:
+    """``pip wheel --no-deps`` of the project (copied to ``work`` first); returns the wheel's path."""
+    src = work / "src"
+    src.mkdir(parents=True)
+    for name in WHEEL_SOURCES:
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, src / name, ignore=IGNORE)
+        else:
+            shutil.copy2(REPO_ROOT / name, src / name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
+                           str(out_dir), str(src)], capture_output=True, text=True)
+    wheels = sorted(out_dir.glob("nex_blender-*.whl"))
+    if proc.returncode != 0 or len(wheels) != 1:
+        raise BuildError(f"pip wheel of the project failed ({proc.returncode}; it needs setuptools>=77, from "
+                         f"the package index or a --find-links folder):\n{proc.stdout}{proc.stderr}")
+    return wheels[0]
+
+
+def build_paths(staging: Path) -> list[str]:
+    """Absolute paths of the build machine that must not appear in the zip."""
+    paths = {str(REPO_ROOT), str(staging), str(Path(tempfile.gettempdir()).resolve()) + "/nex_ext_",
+             str(Path.home())}
+    return sorted(p for p in paths if len(p) > 4)
+
+
+def check_no_build_paths(pkg: Path, paths: list[str]) -> None:
+    """Raise BuildError if a staged file (or a member of a staged wheel) contains one of ``paths``."""
+    needles = [p.encode() for p in paths]
+    found = []
+    for path in sorted(pkg.rglob("*")):
+        if not path.is_file():
+            continue
+        blobs = [(path.relative_to(pkg).as_posix(), path.read_bytes())]
+        if path.suffix == ".whl":
+            with zipfile.ZipFile(path) as zf:
+                blobs += [(f"{blobs[0][0]}!{n}", zf.read(n)) for n in zf.namelist()]
+        found += [f"{name} contains {needle.decode()}" for name, data in blobs for needle in needles
+                  if needle in data]
+    if found:
+        raise BuildError("the package would carry paths of the build machine:\n  " + "\n  ".join(found))
+
+
 def stage(staging: Path) -> Path:
-    """Copy the add-on and the vendored modules into ``staging/nex_blender``; returns that folder."""
+    """Copy the add-on, the manifest, the vendored modules and the project's wheel into
+    ``staging/nex_blender``; returns that folder."""
     check_vendored()
     pkg = staging / "nex_blender"
     shutil.copytree(ADDON_DIR, pkg, ignore=IGNORE)
+    shutil.copy2(MANIFEST, pkg / "blender_manifest.toml")
     vendor = pkg / "_vendor"
     (vendor / "nex_core").mkdir(parents=True)
     (vendor / "__init__.py").write_text('"""Torch-free modules of nex_core, copied in at build time."""\n',
@@ -152,8 +216,12 @@ def stage(staging: Path) -> Path:
         dest = vendor / "nex_core" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(relativize((CORE_DIR / rel).read_text(encoding="utf-8"), rel), encoding="utf-8")
-    info = {"nex_core_version": _core_version(), "source": str(REPO_ROOT), "vendored": list(VENDORED)}
+    wheel = build_wheel(pkg / WHEEL_FOLDER, staging / "wheel_build")
+    info = {"nex_core_version": _core_version(), "wheel": f"{WHEEL_FOLDER}/{wheel.name}",
+            "vendored": list(VENDORED)}
     (pkg / "_build_info.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(staging / "wheel_build")
+    check_no_build_paths(pkg, build_paths(staging))
     return pkg
 
 
@@ -163,7 +231,7 @@ def _core_version() -> str:
 
 
 def manifest_version() -> str:
-    return tomllib.loads((ADDON_DIR / "blender_manifest.toml").read_text(encoding="utf-8"))["version"]
+    return tomllib.loads(MANIFEST.read_text(encoding="utf-8"))["version"]
 
 
 def _run_tool(blender_ext: Path, args: list[str]) -> str:
@@ -178,7 +246,7 @@ def build(out_dir: Path, blender_ext: Path | None = None, validate_only: bool = 
     blender_ext = blender_ext or find_blender_ext()
     version = manifest_version()
     if version != _core_version():
-        raise BuildError(f"nex_blender/blender_manifest.toml says version {version} but nex_core is "
+        raise BuildError(f"blender_manifest.toml says version {version} but nex_core is "
                          f"{_core_version()}; keep them equal")
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="nex_ext_") as tmp:

@@ -1,4 +1,4 @@
-"""Blender / NeRF-synthetic / instant-ngp scenes: ``transforms.json``. Torch-free.
+"""Blender / NeRF-synthetic / BlenderNeRF / instant-ngp / nerfstudio scenes: ``transforms.json``. Torch-free.
 
 ``transforms.json`` in the scene root, or -- only when it is absent -- ``transforms_train.json`` plus an
 optional ``transforms_test.json`` (their frames are merged; the test file's frames form the test split).
@@ -12,7 +12,11 @@ optional ``transforms_test.json`` (their frames are merged; the test file's fram
   z backward); it is converted to OpenCV axes.
 * Paths: ``file_path`` is relative to the json file, with or without an extension (.png, .jpg, .jpeg
   are tried in that order).
-* Distortion: instant-ngp's ``k1, k2, k3, k4, p1, p2`` must be absent or ~0 (``|k| <= 1e-9``).
+* Distortion: instant-ngp's and nerfstudio's ``k1, k2, k3, k4, p1, p2`` must be absent or ~0
+  (``|k| <= 1e-9``), and nerfstudio's ``camera_model`` a pinhole one (``OPENCV``, ``PINHOLE``,
+  ``SIMPLE_PINHOLE``; fisheye and equirectangular photos are refused).
+* Ignored: what only other tools use (instant-ngp's ``aabb_scale``/``scale``/``offset``, nerfstudio's
+  ``applied_transform``, ``mask_path``, ``depth_file_path`` ...): the cameras stay in the file's world.
 * Bounds (our extension): optional per-frame ``near``/``far`` (top-level values serve as defaults).
   Without them bounds are NaN and the MPI depth range must come from ``planes.txt`` or arguments.
 """
@@ -37,7 +41,8 @@ TEST_FILE = "transforms_test.json"
 _EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 _CAMERA_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y", "near", "far",
-                *_DISTORTION_KEYS)
+                "camera_model", *_DISTORTION_KEYS)
+PINHOLE_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
 DISTORTION_TOL = 1e-9
 
 
@@ -131,7 +136,13 @@ def _intrinsics(settings: dict, size: tuple[int, int], json_path: Path, index: i
 
 
 def _check_distortion(settings: dict, json_path: Path, index: int) -> None:
-    """instant-ngp distortion keys must be absent or ~0: NeX needs undistorted photos."""
+    """instant-ngp distortion keys must be absent or ~0, nerfstudio's camera model a pinhole: NeX needs
+    undistorted pinhole photos."""
+    model = settings.get("camera_model")
+    if model is not None and model not in PINHOLE_MODELS:
+        raise PoseError(f"{json_path}: camera_model {model!r:.40} (frame {index}); NeX needs undistorted pinhole "
+                        f"photos ({', '.join(PINHOLE_MODELS)}): undistort them first, e.g. `nex prepare` on the "
+                        "photos")
     for key in _DISTORTION_KEYS:
         value = _number(settings, key, json_path, index)
         if value is not None and abs(value) > DISTORTION_TOL:
