@@ -59,8 +59,9 @@ def build() -> list[M.Marker]:
     M.plane("ground", M.textured("ground", _fine, Roughness=0.9), 14.0, 8.0, (0.0, 3.0, 0.0))
     for k, (y, x, scale, tint) in enumerate(((1.3, -0.35, 9.0, (0.15, 0.45, 0.1)), (2.0, 0.45, 6.0, (0.3, 0.55, 0.1)),
                                              (2.7, -0.8, 5.0, (0.1, 0.35, 0.15)))):
-        M.wall(f"leaves_{k}", _foliage(f"leaves_{k}", scale, tint), 1.0, 1.4, y, z0=0.2).location.x = x
+        M.wall(f"leaves_{k}", _foliage(f"leaves_{k}", scale, tint), 1.0, 1.1, y, z0=0.1).location.x = x
     M.area_light("key", 120.0, (2.0, 2.0), (0.5, 0.5, 3.5), (-20.0, 0.0, 0.0), (1.0, 0.97, 0.9))
     M.world((0.55, 0.6, 0.7), 0.5)
-    return [M.on_wall(0.95, 0.35, SHEET_Y), M.on_wall(0.95, 1.7, SHEET_Y), M.on_wall(-2.6, 3.0, 6.0),
-            M.on_wall(2.8, 2.5, 6.0)]
+    # above the foliage (its planes end at z 1.2), so every camera sees them whole
+    return [M.on_wall(-0.9, 1.72, SHEET_Y), M.on_wall(0.9, 1.72, SHEET_Y), M.on_wall(-2.6, 3.0, 6.0),
+            M.on_wall(2.8, 2.5, 6.0), M.on_wall(0.3, 2.9, 6.0)]
