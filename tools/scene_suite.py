@@ -7,6 +7,7 @@ Usage (from the repository root, with a Python that has nex_core and ``bpy``)::
     python tools/scene_suite.py render --scene shiny_tabletop --size 320 240 --views 20
     python tools/scene_suite.py render --scene deep_matte --size 320 240 --views 16 --phone --seed 3
     python tools/scene_suite.py render --scene refraction --size 96 72 --views 3 --out /tmp/r
+    python tools/scene_suite.py compare --capture CAPTURE --prepared SCENE --work /tmp/cmp   # needs torch
 
 A plain render writes ``images/view_XXX.png``, ``poses_bounds.npy`` (LLFF, as the shipped scene) and
 ``truth.json`` (exact intrinsics, OpenCV c2w, near/far, the scene's marker points and which views see
@@ -89,6 +90,13 @@ def cmd_render(args: argparse.Namespace) -> None:
     print(out)
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from suite.compare import compare
+
+    result = compare(args.capture.resolve(), args.prepared.resolve(), args.work.resolve(), args.preset, args.steps)
+    print(json.dumps(result, indent=1))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -106,6 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--force", action="store_true", help="render again even if the cache has it")
     r.add_argument("--verbose", action="store_true")
     r.set_defaults(func=cmd_render)
+    c = sub.add_parser("compare", help="held-out PSNR: a prepared phone capture vs the same images on true poses")
+    c.add_argument("--capture", type=Path, required=True, help="a --phone render (its truth.json)")
+    c.add_argument("--prepared", type=Path, required=True, help="`nex prepare` of the capture's photos/")
+    c.add_argument("--work", type=Path, required=True, help="folder for the twin scene and the two runs")
+    c.add_argument("--preset", default="tiny")
+    c.add_argument("--steps", type=int, default=600)
+    c.set_defaults(func=cmd_compare)
     args = p.parse_args(argv)
     args.func(args)
 

@@ -55,10 +55,10 @@ def build() -> list[M.Marker]:
     disc, _, _ = M.principled("thin_film_disc", (0.9, 0.9, 0.92), Metallic=1.0, Roughness=0.06,
                               Thin_Film_Thickness=420.0, Thin_Film_IOR=1.6)
     demo.add_mesh(bpy.ops.mesh.primitive_cylinder_add, "cd", disc, smooth=True, vertices=96, radius=0.3,
-                  depth=0.004, location=(0.05, 2.0, TABLE_Z + 0.3), rotation=(math.radians(78.0), 0.0, 0.3))
+                  depth=0.004, location=(0.05, 2.0, TABLE_Z + 0.3), rotation=(math.radians(40.0), 0.0, 0.3))
     hole, _, _ = M.principled("cd_hole", (0.05, 0.05, 0.05), Roughness=0.5)
     demo.add_mesh(bpy.ops.mesh.primitive_cylinder_add, "cd_hub", hole, vertices=32, radius=0.04, depth=0.006,
-                  location=(0.05, 1.998, TABLE_Z + 0.3), rotation=(math.radians(78.0), 0.0, 0.3))
+                  location=(0.05, 1.998, TABLE_Z + 0.3), rotation=(math.radians(40.0), 0.0, 0.3))
     M.box("book", M.textured("book", _wallpaper, Roughness=0.6), (0.5, 0.35, 0.08), (-0.2, 3.6, TABLE_Z + 0.04), 15)
     M.area_light("key", 90.0, (3.0, 1.5), (0.3, 1.8, 4.0), (-15.0, 0.0, 0.0), (1.0, 0.97, 0.92))
     M.area_light("window", 150.0, (1.5, 2.0), (-3.5, 2.5, 2.0), (0.0, -70.0, 0.0), (0.85, 0.9, 1.0), visible=True)
