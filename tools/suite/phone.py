@@ -5,10 +5,12 @@ Conventions: pixel centres at integer + 0.5, so a frame of W x H has its princip
 normalised coordinates x = (u - cx) / f. Distortion (OpenCV / COLMAP RADIAL): x_d = x_u (1 + k1 r^2 + k2 r^4)
 with r^2 = |x_u|^2.
 
-Lens values: a phone's main camera (about 26 mm equivalent) has mild barrel distortion before the phone's
-own correction; k1 = -0.10, k2 = 0.02 moves the corners of a 4:3 frame inwards by about 5 % of the
-half-diagonal (the same order as published calibrations of phone main cameras, k1 in -0.05..-0.15), and
-r (1 + k1 r^2 + k2 r^4) stays monotonic far beyond the frame, so the warp is one-to-one.
+Lens values: a phone's main camera (about 26 mm equivalent, 67 degrees across a 4:3 frame) shows a mild
+barrel distortion before the phone's own correction. k1 = -0.10, k2 = 0.02 moves the corners of a 4:3
+frame inwards by about 5 % of the half-diagonal (11.5 px at 320 x 240): enough that ignoring it costs
+pixels, mild enough to be a main camera rather than an ultra-wide; the small positive k2 flattens the
+fall-off at the corners, and r (1 + k1 r^2 + k2 r^4) stays monotonic far beyond the frame, so the warp
+is one-to-one.
 """
 
 from __future__ import annotations
