@@ -70,6 +70,7 @@ class ModelStats:
     radial_k1: float
     width: int
     baseline_ratio: float  # camera spread (twice the largest distance from the mean centre) / median depth
+    radial_k2: float = 0.0
 
     @property
     def fov_x_deg(self) -> float:
@@ -98,7 +99,7 @@ def _depths(rec, image_ids: np.ndarray, xyz: np.ndarray) -> np.ndarray:
 
 
 def model_stats(rec, names: list[str]) -> ModelStats:
-    """The numbers :func:`assess_model` judges, for a one-camera SIMPLE_RADIAL reconstruction."""
+    """The numbers :func:`assess_model` judges, for a one-camera RADIAL (or SIMPLE_RADIAL) reconstruction."""
     images = [rec.image(i) for i in rec.reg_image_ids()]
     registered = sorted(im.name for im in images)
     centers = np.array([im.projection_center() for im in images], dtype=np.float64)
@@ -111,7 +112,8 @@ def model_stats(rec, names: list[str]) -> ModelStats:
     return ModelStats(registered=registered, unregistered=sorted(set(names) - set(registered)),
                       points3d=int(rec.num_points3D()), mean_reproj_px=float(rec.compute_mean_reprojection_error()),
                       mean_track_length=float(rec.compute_mean_track_length()), focal_px=float(params[0]),
-                      radial_k1=float(params[3]) if len(params) > 3 else 0.0, width=int(camera.width),
+                      radial_k1=float(params[3]) if len(params) > 3 else 0.0,
+                      radial_k2=float(params[4]) if len(params) > 4 else 0.0, width=int(camera.width),
                       baseline_ratio=spread / median_depth if median_depth > 0 else 0.0)
 
 

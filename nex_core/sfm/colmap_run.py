@@ -18,7 +18,7 @@ from ..io.errors import CancelledError, ReconstructionError, SceneError
 from ..io.events import EventLog
 from .photos import brief_list
 
-CAMERA_MODEL = "SIMPLE_RADIAL"
+CAMERA_MODEL = "RADIAL"  # f, cx, cy, k1, k2: a phone main camera needs k2 as well as k1
 EXHAUSTIVE_MAX_IMAGES = 60
 MIN_VERIFIED_INLIERS = 15  # COLMAP's TwoViewGeometryOptions.min_num_inliers default
 
@@ -46,10 +46,10 @@ class CameraPrior:
     fixed: bool  # held fixed during bundle adjustment
 
     def params(self) -> str:
-        """COLMAP ``camera_params`` for SIMPLE_RADIAL (f, cx, cy, k); empty to let COLMAP guess."""
+        """COLMAP ``camera_params`` for RADIAL (f, cx, cy, k1, k2); empty to let COLMAP guess."""
         if self.focal_px is None:
             return ""
-        return f"{self.focal_px!r},{self.width / 2.0!r},{self.height / 2.0!r},0"
+        return f"{self.focal_px!r},{self.width / 2.0!r},{self.height / 2.0!r},0,0"
 
 
 @dataclass
@@ -266,7 +266,7 @@ def verified_partners(db: Path, id_to_name: dict[int, str]) -> dict[str, int]:
 
 
 def mapper_options(prior: CameraPrior, settings: StepSettings, min_images: int):
-    """IncrementalPipelineOptions: seeded; a known focal length held fixed; k1 refined."""
+    """IncrementalPipelineOptions: seeded; a known focal length held fixed; k1, k2 refined."""
     pycolmap = import_pycolmap()
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = settings.num_threads

@@ -53,7 +53,7 @@ class PrepareReport:
     fov_x_deg: float
     focal_source: str  # "--focal-px", "--fov-deg", "exif", "estimated"
     focal_fixed: bool
-    radial_k1: float
+    radial_k1: float  # the lens distortion COLMAP estimated (RADIAL: OpenCV k1, k2 on normalised coordinates)
     matcher: str
     pairs_matched: int
     pairs_verified: int
@@ -67,6 +67,7 @@ class PrepareReport:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     pycolmap_version: str = ""
+    radial_k2: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

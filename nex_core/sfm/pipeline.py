@@ -5,7 +5,7 @@ Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``e
 
 1. ``photos`` -- list the photos, check they fit one camera, copy them upright (and at most ``width``
    pixels wide) into a working folder (:mod:`nex_core.sfm.photos`).
-2. ``features`` -- SIFT, in batches of photos. One shared SIMPLE_RADIAL camera (f, cx, cy, k1); the focal
+2. ``features`` -- SIFT, in batches of photos. One shared RADIAL camera (f, cx, cy, k1, k2); the focal
    length comes from ``--focal-px`` / ``--fov-deg``, else EXIF, else COLMAP's guess (1.2 x the larger
    side) refined by bundle adjustment. A known focal length is held fixed in bundle adjustment unless
    ``refine_focal`` (:func:`nex_core.sfm.colmap_run.mapper_options`).
@@ -234,7 +234,7 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
         mean_reprojection_error_px=stats.mean_reproj_px, points3d=stats.points3d,
         mean_track_length=stats.mean_track_length, input_size=list(size), output_size=[cam.width, cam.height],
         focal_px=cam.fx, fov_x_deg=cam.fov_x_degrees(), focal_source=prior.source, focal_fixed=prior.fixed,
-        radial_k1=stats.radial_k1, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
+        radial_k1=stats.radial_k1, radial_k2=stats.radial_k2, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
         dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
         near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
         timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
