@@ -5,7 +5,7 @@ the evaluation/checkpoint marks as functions of it, and the time budget of ``tra
 A fixed-length run (:class:`StepLength`) has ``progress = step / train.steps``. A budget run
 (:class:`BudgetLength`) measures its step time after a short warm-up, plans the total steps that fit in
 the time left (minus what the final checkpoint and evaluation are estimated to take), and plans again
-every ``1 / REPLANS`` of the run, and whenever the run would otherwise end past its deadline. Its
+every ``1 / replans`` of the run (5 %), and whenever the run would otherwise end past its deadline. Its
 progress is ``step / planned total``, held at its highest value so far: a new, longer plan never moves the
 run back to an earlier fraction, so the learning rate never steps back up and no mark is passed twice.
 """
@@ -68,7 +68,8 @@ class Plan:
 @dataclass
 class BudgetLength:
     """A run that ends when its time is up: ``minutes`` of budget, of which ``spent_s`` went to earlier
-    sessions of the run (resume), counted from ``started`` on ``clock``.
+    sessions of the run (resume); this session began at ``started`` (on the clock of the times given to
+    :meth:`after_step`: ``time.monotonic()`` in the trainer) with ``first_step`` steps done.
 
     ``floor`` is the progress reached before (kept when the same budget is resumed). ``reserve`` gives
     the seconds the end needs (final checkpoint and evaluation), as the trainer has measured them."""
@@ -155,7 +156,3 @@ class BudgetLength:
         if not self._times or self._times[-1][0] != step:
             self._times.append((step, now))
 
-
-def length_for(minutes: float, steps: int, **budget) -> StepLength | BudgetLength:
-    """A :class:`BudgetLength` when ``minutes`` > 0 (``budget``: its other fields), else ``steps`` fixed."""
-    return BudgetLength(minutes=minutes, **budget) if minutes > 0 else StepLength(steps)
