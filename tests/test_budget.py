@@ -242,3 +242,17 @@ def test_a_stopped_budget_run_resumes_with_what_is_left(tmp_path):
     assert again.saved_budget["spent_s"] > saved["spent_s"] and again.length.floor >= saved["progress"]
     lrs = [e["lr"] for e in events_of(run, "progress")]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_resume_warnings_say_what_a_new_length_does_to_the_schedule():
+    from nex_core.training.resume import schedule_warning
+
+    old, longer = tiny_config(steps=1200, decay_at=[5 / 6]), tiny_config(steps=2400, decay_at=[5 / 6])
+    message = schedule_warning(old, longer, reached=1200)
+    assert "step back up from x0.1 to x1" in message and "steps 2000 now" in message
+    assert schedule_warning(old, longer, reached=600) is None  # not yet past the decay: nothing steps up
+    assert schedule_warning(old, old, reached=1200) is None
+    one, two = tiny_config(minutes=1.0), tiny_config(minutes=2.0)
+    assert "planned again for 2 minutes (it was 1 minutes)" in schedule_warning(one, two, reached=50)
+    assert schedule_warning(two, two, reached=50) is None
+    assert "(it was 150 steps)" in schedule_warning(tiny_config(), two, reached=50)
