@@ -256,3 +256,12 @@ def test_resume_warnings_say_what_a_new_length_does_to_the_schedule():
     assert "planned again for 2 minutes (it was 1 minutes)" in schedule_warning(one, two, reached=50)
     assert schedule_warning(two, two, reached=50) is None
     assert "(it was 150 steps)" in schedule_warning(tiny_config(), two, reached=50)
+
+
+def test_a_budget_spent_by_the_setup_trains_nothing_and_says_so(tmp_path):
+    run = tmp_path / "run"
+    result = Trainer(tiny_config(minutes=0.05), run, started=time.monotonic() - 10.0).train()
+    assert result.step == 0 and not result.cancelled
+    [warning] = [e["message"] for e in events_of(run, "warning")]
+    assert "a budget of 0.05 min is too short here" in warning and "give more --minutes" in warning
+    assert events_of(run, "budget")[0]["steps"] == 0

@@ -83,6 +83,22 @@ def timed_test_psnr(trainer: Any) -> float | None:
     return value
 
 
+def _report_plan(trainer: Any, n_before: int, budget: dict) -> None:
+    """A ``budget`` event for a new plan of a budget run, and a warning when the first leaves no step."""
+    plans = getattr(trainer.length, "plans", ())
+    if len(plans) <= n_before:
+        return
+    plan = plans[-1]
+    trainer.events.emit("train", "budget", step=trainer.step, steps=plan.total, step_s=plan.step_s,
+                        reserve_s=plan.reserve_s, time_left_s=plan.time_left_s, **budget)
+    if len(plans) == 1 and plan.total <= plan.step:
+        trainer.events.emit("train", "warning", step=trainer.step,
+                            message=f"a budget of {trainer.cfg.train.minutes:g} min is too short here: setup "
+                                    f"and the first steps took {spent_s(trainer):.0f} s and the final checkpoint "
+                                    f"and evaluation need about {plan.reserve_s:.0f} s, so the run ends now; "
+                                    f"give more --minutes")
+
+
 def run_loop(trainer: Any) -> TrainResult:
     """Train the trainer's model to the end of its run or until it is stopped."""
     t, length = trainer.cfg.train, trainer.length
@@ -100,6 +116,7 @@ def run_loop(trainer: Any) -> TrainResult:
     events.emit("train", "start", step=trainer.step, steps=length.total or 0, n_train=len(scene.train_ids),
                 n_test=len(scene.test_ids), planes=trainer.geom.n_planes, **budget)
     budget.pop("time_left_s", None)
+    _report_plan(trainer, 0, budget)
     warm = trainer.step + getattr(length, "warmup_steps", 0)
     while length.total is None or trainer.step < length.total:
         if any_rank(trainer.should_stop(), trainer.dist, trainer.device):
@@ -118,10 +135,7 @@ def run_loop(trainer: Any) -> TrainResult:
             trainer.checkpoint()  # timed: the end's checkpoint and evaluation are planned with it
         n_plans = len(getattr(length, "plans", ()))
         length.after_step(trainer.step, time.monotonic(), agree)
-        if length.is_budget and len(length.plans) > n_plans:
-            plan = length.plans[-1]
-            events.emit("train", "budget", step=trainer.step, steps=plan.total, step_s=plan.step_s,
-                        reserve_s=plan.reserve_s, time_left_s=plan.time_left_s, **budget)
+        _report_plan(trainer, n_plans, budget)
         after, total = length.progress_at(trainer.step), length.total
         ended = total is not None and trainer.step >= total
         if trainer.step % t.log_every == 0 or ended:
