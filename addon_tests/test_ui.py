@@ -45,6 +45,12 @@ def test_panels_draw_in_every_state(scene, addon, bpy_module):
             assert "progress" in text
     scene.nex.preset, scene.nex.steps = "tiny", 300
     assert scene.nex.effective_summary() == "4 x 2 = 8 planes, 300 steps, 80 px wide"
+    scene.nex.minutes = 2.5  # a time budget replaces the steps (the Steps field goes inactive)
+    assert scene.nex.effective_summary() == "4 x 2 = 8 planes, 2.5 min, 80 px wide"
+    panel = _Panel(ui.NEX_PT_main)
+    ui.NEX_PT_main.draw(panel, bpy.context)
+    assert "'minutes'" in _labels(panel.layout)
+    scene.nex.minutes = 0.0
     panel = _Panel(ui.NEX_PT_dataset)
     ui.NEX_PT_dataset.draw(panel, bpy.context)
     assert "render_dataset" in _labels(panel.layout)
@@ -61,3 +67,16 @@ def test_mpi_panel_and_preferences_draw(scene, addon, bpy_module, trained_run):
     panel = _Panel(type(prefs), prefs)
     type(prefs).draw(panel, bpy.context)
     assert "Create Environment" in _labels(panel.layout) or "create_environment" in _labels(panel.layout)
+
+
+def test_train_with_minutes_starts_a_budget_job(scene, addon, bpy_module, tmp_path):
+    from addon_helpers import DEMO_SCENE
+
+    started = []
+    scene.nex.scene_dir, scene.nex.run_dir = str(DEMO_SCENE), str(tmp_path / "run")
+    scene.nex.steps, scene.nex.minutes = 300, 1.5
+    fake_start = lambda op, ctx, spec, **kw: started.append(spec) or {"FINISHED"}  # noqa: E731
+    with mock.patch.object(addon.operators, "_start_job", fake_start):
+        assert bpy_module.ops.nex.train() == {"FINISHED"}
+    [spec] = started
+    assert (spec.minutes, spec.steps) == (1.5, 0) and spec.args()[-3:] == ["--minutes", "1.5", "--no-eval"]

@@ -110,8 +110,8 @@ class NEX_OT_train(_WhenIdle, bpy.types.Operator):
             return _fail(self, f"{run_dir} already holds a trained run: press Resume to continue it, or choose "
                                "another run folder")
         spec = _jobs().TrainJob(scene_dir, run_dir, preset=s.preset, layers=s.layers, sublayers=s.sublayers,
-                                width=s.width, steps=s.steps, field="grid" if s.network == "GRID" else None,
-                                evaluate=s.evaluate)
+                                width=s.width, steps=0 if s.minutes > 0 else s.steps, minutes=s.minutes,
+                                field="grid" if s.network == "GRID" else None, evaluate=s.evaluate)
         run_dir.mkdir(parents=True, exist_ok=True)
         s.run_dir = str(run_dir)
         return _start_job(self, context, spec)

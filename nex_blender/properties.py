@@ -64,6 +64,10 @@ class NEX_PG_settings(bpy.types.PropertyGroup):
                        description="Train at this image width (0: the preset's)")
     steps: IntProperty(name="Steps", min=0, max=1000000, default=0,
                        description="Training steps (0: the preset's)")
+    minutes: FloatProperty(name="Minutes", min=0.0, max=100000.0, default=0.0, precision=1, step=50,
+                           description="Train for this many minutes instead of a number of steps: the steps "
+                                       "follow from the measured step time, and the schedule from the fraction "
+                                       "of the time used (0: Steps decides; nex train --minutes)")
     network: EnumProperty(name="Network", default="MLP", items=[
         ("MLP", "MLP (NeX)", "The paper's coefficient network: positional encoding + MLP"),
         ("GRID", "Grid (faster)", "Per-plane feature grids + a small MLP: several times faster to train, "
@@ -105,8 +109,8 @@ class NEX_PG_settings(bpy.types.PropertyGroup):
         layers = self.layers or cfg.model.layers
         sublayers = self.sublayers or cfg.model.sublayers
         width = self.width or cfg.data.width
-        steps = self.steps or cfg.train.steps
-        return (f"{layers} x {sublayers} = {layers * sublayers} planes, {steps} steps, "
+        length = f"{self.minutes:g} min" if self.minutes > 0 else f"{self.steps or cfg.train.steps} steps"
+        return (f"{layers} x {sublayers} = {layers * sublayers} planes, {length}, "
                 f"{f'{width} px wide' if width else 'full size'}"
                 f"{', grid network' if self.network == 'GRID' else ''}")
 

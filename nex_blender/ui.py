@@ -55,7 +55,10 @@ class NEX_PT_main(_NexPanel, bpy.types.Panel):
         row.prop(s, "sublayers")
         row = col.row(align=True)
         row.prop(s, "width")
-        row.prop(s, "steps")
+        sub = row.row(align=True)
+        sub.active = s.minutes <= 0  # a time budget sets the steps
+        sub.prop(s, "steps")
+        col.prop(s, "minutes")
         col.prop(s, "network")
         box.prop(s, "run_dir", text="Run")
         box.prop(s, "evaluate")

@@ -35,7 +35,7 @@ def test_train_with_the_preset_only():
     assert job.args() == ["train", "/scene", "--preset", "tiny", "--out", str(RUN)]
     args = _parsed(job)
     assert (args.scene, args.preset, args.out, args.resume, args.no_eval) == ("/scene", "tiny", str(RUN), None, False)
-    assert (args.layers, args.sublayers, args.width, args.steps, args.field) == (None,) * 5
+    assert (args.layers, args.sublayers, args.width, args.steps, args.minutes, args.field) == (None,) * 6
     assert job.events_path == RUN / "events.jsonl" and job.log_path == RUN / "train.log" and job.run_dir == RUN
 
 
@@ -46,6 +46,15 @@ def test_train_with_every_override():
     args = _parsed(job)
     assert (args.layers, args.sublayers, args.width, args.steps, args.field, args.no_eval) == \
         (4, 3, 200, 30, "grid", True)
+
+
+def test_train_to_a_time_budget():
+    job = jobs.TrainJob(Path("/scene"), RUN, preset="fast", minutes=2.5)
+    assert job.args() == ["train", "/scene", "--preset", "fast", "--out", str(RUN), "--minutes", "2.5"]
+    args = _parsed(job)
+    assert (args.minutes, args.steps) == (2.5, None)
+    with pytest.raises(ValueError, match="steps .30. or minutes .2.5., not both"):
+        jobs.TrainJob(Path("/scene"), RUN, steps=30, minutes=2.5)
 
 
 def test_resume():

@@ -45,10 +45,10 @@ def run_bytes(run: Path) -> dict[str, bytes]:
 
 
 def test_extending_a_finished_run_ends_where_a_longer_run_does(tmp_path):
-    """With an explicit decay_every the schedule does not depend on the total, so 12 steps then 12 more
-    repeat a 24-step run: the same held-out PSNR (the bar, 0.1 dB, is the issue's)."""
+    """Without a decay point in the way (here: none) the schedule does not depend on the total, so 12
+    steps then 12 more repeat a 24-step run: the same held-out PSNR (the bar, 0.1 dB, is the issue's)."""
     config = tmp_path / "c.toml"
-    config_mod.save(tiny_config(decay_every=8, checkpoint_every=1000), config)
+    config_mod.save(tiny_config(decay_at=[], checkpoint_every=1000), config)
     straight, extended = tmp_path / "straight", tmp_path / "extended"
     assert main(["train", "--config", str(config), "--steps", "24", "--out", str(straight), *QUIET]) == 0
     assert main(["train", "--config", str(config), "--steps", "12", "--out", str(extended), *QUIET]) == 0
@@ -61,19 +61,19 @@ def test_extending_a_finished_run_ends_where_a_longer_run_does(tmp_path):
     first_end, second_end = (e["test_psnr"] for e in events_of(extended, "done"))
     assert second_end > first_end  # the extension trained on
     assert abs(final_psnr(extended) - final_psnr(straight)) < 0.1, (final_psnr(extended), final_psnr(straight))
-    assert not [e for e in events_of(extended, "warning") if "decay_every" in e.get("message", "")]
+    assert not [e for e in events_of(extended, "warning") if "step back up" in e.get("message", "")]
 
 
-def test_decay_every_zero_follows_the_new_total(tmp_path):
-    """decay_every = 0 means a third of the current steps: after extending 6 -> 12 the rates are a
-    12-step run's (they step back up at step 6), and the resume warns that the run will end lower."""
+def test_extending_past_a_decay_point_follows_the_new_total_and_warns(tmp_path):
+    """The decay points are fractions of the run (tiny: 1/3 and 2/3): after extending 6 -> 12 the rates are
+    a 12-step run's, so they step back up at step 6 (from x0.01 to x0.1), and the resume says so."""
     run = tmp_path / "run"
     Trainer(tiny_config(steps=6, checkpoint_every=1000), run).train()
     resumed = Trainer(tiny_config(steps=12, checkpoint_every=1000), run)
     assert resumed.step == 6
     assert [resumed.learning_rate_factor(s) for s in range(12)] == pytest.approx([0.1 ** (s // 4) for s in range(12)])
     warnings = [e["message"] for e in events_of(run, "warning")]
-    assert any("decay_every = 0" in m for m in warnings), warnings
+    assert any("step back up from x0.01 to x0.1" in m and "steps 4, 8" in m for m in warnings), warnings
 
 
 @pytest.mark.parametrize("flags, named", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ TRAIN_OVERRIDES = {
                                               "encoded values) or linear (linear light, as Blender and engines "
                                               "blend the baked textures)"),
     "steps": ("train.steps", int, "training steps"),
+    "minutes": ("train.minutes", float, "train for this many minutes instead of --steps: the steps follow from the "
+                                        "step time measured at the start (and again as it runs); the schedule, "
+                                        "--evals and --checkpoints are fractions of the run (0: --steps decides)"),
     "rays": ("train.rays", int, "rays per step"),
     "images_per_step": ("train.images_per_step", int, "training images the rays of one step come from"),
     "lr": ("train.lr", float, "learning rate of the coefficient MLP"),
@@ -39,8 +43,10 @@ TRAIN_OVERRIDES = {
     "device": ("train.device", str, "auto, cpu, cuda or cuda:N"),
     "precision": ("train.precision", str, "auto (bf16 on CUDA, fp16 with loss scaling on GPUs without bf16; "
                                           "bf16 on CPUs where it is faster), fp32 or bf16"),
-    "eval_every": ("train.eval_every", int, "steps between held-out PSNR checks (0: at the end)"),
-    "checkpoint_every": ("train.checkpoint_every", int, "steps between checkpoints"),
+    "evals": ("train.evals", int, "held-out PSNR checks spread evenly over the run (0 or 1: at the end only)"),
+    "eval_every": ("train.eval_every", int, "steps between held-out PSNR checks, besides --evals (0: none)"),
+    "checkpoints": ("train.checkpoints", int, "checkpoints spread evenly over the run (the end always has one)"),
+    "checkpoint_every": ("train.checkpoint_every", int, "steps between checkpoints, besides --checkpoints (0: none)"),
     "log_every": ("train.log_every", int, "steps between progress events"),
     "keep_checkpoints": ("train.keep_checkpoints", int, "checkpoints kept (the newest ones)"),
     "render_chunk": ("train.render_chunk", int, "rays per chunk when rendering whole images (memory)"),
@@ -72,8 +78,8 @@ def register(subparsers) -> None:
                    "reference's defaults, GPU hours) (default: fast)")
     p.add_argument("--config", help="a config.toml to start from instead of a preset")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its newest checkpoint; "
-                   "--steps (also past the end), --device, --precision and the interval flags may change; flags that "
-                   "would change the model or its data are refused")
+                   "--steps or --minutes (also past the end), --device, --precision and the interval flags may "
+                   "change; flags that would change the model or its data are refused")
     inv = p.add_mutually_exclusive_group()
     inv.add_argument("--invz", dest="invz", action="store_true", default=None,
                      help="space planes evenly in inverse depth")
@@ -111,23 +117,39 @@ class TrainPrinter(EventPrinter):
             self.say(f"resuming from step {event['step']} ({event['checkpoint']})")
         elif kind == "cancelled":
             self.say(f"stopped at step {event['step']}; resume with `nex train --resume RUN`")
+        elif kind == "budget" and not self.planned:
+            self.planned = True
+            self.say(f"budget: {event['step_s']:.3f} s a step, about {event['steps']} steps in "
+                     f"{time_left(event['time_left_s'])} (re-estimated as it runs)")
+
+    planned = False  # the first budget estimate was shown
 
     def _start(self, event: dict[str, Any]) -> None:
+        length = (f"a budget of {event['budget_s'] / 60:g} min ({time_left(event['time_left_s'])})"
+                  if "budget_s" in event else f"{event['steps']} steps")
         self.say(f"training: {event['n_train']} views ({event['n_test']} held out), "
-                 f"{event['planes']} planes, {event['steps']} steps")
+                 f"{event['planes']} planes, {length}")
         progress = self.start_progress("train", "{task.fields[info]}")
         if progress is not None:
-            self.task = progress.add_task("train", total=event["steps"], completed=event["step"], info="")
+            self.task = progress.add_task("train", total=event["steps"] or None, completed=event["step"], info="")
 
     def _advance(self, event: dict[str, Any]) -> None:
         info = f"loss {event['loss']:.4f}  PSNR {event['psnr']:.2f}  {event['rays_per_s'] / 1000:.1f}k rays/s"
-        done = event["step"] >= event["steps"]
+        if event.get("eta_s") is not None:
+            info += f"  {time_left(event['eta_s'])}"
+        done = bool(event["steps"]) and event["step"] >= event["steps"]
         if self.progress is not None:
-            self.progress.update(self.task, completed=event["step"], info=info)
+            self.progress.update(self.task, completed=event["step"], total=event["steps"] or None, info=info)
             if done:
                 self.close()
         elif self.plain.ready(force=done):
             self.say(f"step {event['step']}/{event['steps']}  {info}")
+
+
+def time_left(seconds: float) -> str:
+    """``4:05 left`` (``1:02:03 left`` past an hour)."""
+    m, sec = divmod(int(max(0.0, seconds) + 0.5), 60)
+    return f"{m}:{sec:02d} left" if m < 60 else f"{m // 60}:{m % 60:02d}:{sec:02d} left"
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -138,12 +160,23 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def check_length(args: argparse.Namespace, cfg: config_mod.RunConfig, source: str) -> None:
+    """--steps and a time budget exclude each other: a budget run sets its own steps (and records them)."""
+    if args.steps is not None and cfg.train.minutes > 0:
+        where = "--minutes" if args.minutes is not None else f"train.minutes = {cfg.train.minutes:g} in {source}"
+        raise ConfigError(f"--steps {args.steps} and {where}: a run's length is either steps or minutes (a budget "
+                          f"run sets its steps from the time); drop --steps, or add --minutes 0 to train "
+                          f"{args.steps} steps")
+
+
 def config_from_args(args: argparse.Namespace) -> config_mod.RunConfig:
     """The run's config: --config or the preset, the scene, then every override flag given."""
     cfg = config_mod.load(Path(args.config)) if args.config else config_mod.preset(args.preset)
     if args.scene:
         cfg.data.scene = str(Path(args.scene).resolve())
-    return config_mod.apply_overrides(cfg, flag_overrides(args))
+    cfg = config_mod.apply_overrides(cfg, flag_overrides(args))
+    check_length(args, cfg, args.config or f"the {args.preset} preset")
+    return cfg
 
 
 def check_run_folder(run_dir: Path) -> None:
@@ -180,6 +213,7 @@ def resume_config(args: argparse.Namespace, run_dir: Path) -> config_mod.RunConf
     if args.scene:
         overrides["data.scene"] = str(Path(args.scene).resolve())
     cfg = config_mod.apply_overrides(trained, overrides)
+    check_length(args, cfg, str(path))
     fixed = {key: change for key, change in config_mod.changed_settings(trained, cfg).items()
              if key not in config_mod.RESUMABLE}
     if fixed and list_checkpoints(run_dir):
@@ -193,6 +227,7 @@ def resume_config(args: argparse.Namespace, run_dir: Path) -> config_mod.RunConf
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    started = time.monotonic()  # before torch is imported: a --minutes budget counts the whole command
     from ..runtime.checkpoint import list_checkpoints
     from ..training.distributed import DistInfo
     from ..training.trainer import Trainer
@@ -213,7 +248,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The handlers go back when training ends, so Ctrl-C interrupts the evaluation below as usual.
     with StopFlag() as stop:
         try:
-            trainer = Trainer(cfg, run_dir, listeners=[printer], should_stop=stop)
+            trainer = Trainer(cfg, run_dir, listeners=[printer], should_stop=stop, started=started)
             result = trainer.train()
         finally:
             printer.close()

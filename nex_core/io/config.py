@@ -1,7 +1,12 @@
 """Run configuration: every setting of a training run, its presets, and its TOML form. Torch-free.
 
 A run directory's ``config.toml`` is written before training starts and holds every field below, so
-``nex train --config RUN/config.toml`` repeats the run exactly.
+``nex train --config RUN/config.toml`` repeats the run exactly; a run to a time budget (``train.minutes``)
+also records there the steps it reached, and repeats its budget (add ``--minutes 0`` to repeat its steps).
+
+Files of version 1 written before the schedule became fractions of the run hold ``train.decay_every``
+(steps between decays, 0: a third of the steps); they are still read, as the ``decay_at`` points that
+give the same decays for the file's ``train.steps`` (:func:`legacy_decay_points`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from .errors import ConfigError
 
 CONFIG_VERSION = 1
 COMPOSITING = ("srgb", "linear")
+MIN_MINUTES = 0.05  # the shortest time budget: 3 s, enough to time a few steps of the tiny preset
 
 
 @dataclass
@@ -78,16 +84,20 @@ class TrainConfig:
     lr_k0: float = 1e-2  # explicit k0 (reference: 10 x lr)
     lr_basis: float = 1e-3  # basis MLP (reference: grouped with the coefficient MLP)
     lr_grid: float = 1e-2  # feature grids of the "grid" field
+    minutes: float = 0.0  # a time budget: the run's steps follow from its measured step time (0: train.steps)
     decay_rate: float = 0.1
-    decay_every: int = 0  # steps between decays (0: a third of the steps, as the reference)
+    # where the learning rates are multiplied by decay_rate, as fractions of the run (reference: every third)
+    decay_at: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     tv_weight: float = 0.03  # total variation of k0
     grad_weight: float = 0.05  # L1 of finite differences over the L-shaped triples
     seed: int = 1
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA and on CPUs with native bf16), "fp32", "bf16"
     log_every: int = 10  # steps between progress events
-    eval_every: int = 0  # steps between held-out PSNR events (0: only at the end)
-    checkpoint_every: int = 1000
+    evals: int = 0  # held-out PSNR checks per run, at 1/evals, 2/evals, ... of it (0 or 1: only at the end)
+    eval_every: int = 0  # steps between held-out PSNR checks, besides those of evals (0: none)
+    checkpoints: int = 0  # checkpoints per run, at 1/checkpoints, 2/checkpoints, ... of it (and at the end)
+    checkpoint_every: int = 1000  # steps between checkpoints, besides those of checkpoints (0: none)
     keep_checkpoints: int = 2
     render_chunk: int = 4096  # rays per chunk when rendering whole images
 
@@ -109,15 +119,17 @@ def _paper() -> RunConfig:
 
 def _fast() -> RunConfig:
     """A CPU-friendly setting: 32 planes, smaller MLP, rays from many images, faster k0/basis rates, and
-    one learning-rate decay late (at step 1000 of 1200) instead of the reference's every third, which
-    leaves the last two thirds of a short run at rates too small to move (higher held-out PSNR in the same
-    time on two scenes; the sweep is in docs/benchmarks.md)."""
+    one learning-rate decay late (at 5/6 of the run: step 1000 of 1200) instead of the reference's every
+    third, which leaves the last two thirds of a short run at rates too small to move (higher held-out PSNR
+    in the same time on two scenes; the sweep is in docs/benchmarks.md). Evaluations and checkpoints are
+    six a run, so more steps or minutes add training, not checks."""
     return RunConfig(
         preset="fast",
         data=DataConfig(),
         model=ModelConfig(layers=8, sublayers=4, hidden=128, mlp_layers=4, pos_level=8, depth_level=5),
         train=TrainConfig(steps=1200, rays=2001, images_per_step=8, lr=1e-3, lr_k0=3e-2, lr_basis=1e-2,
-                          decay_every=1000, eval_every=200, checkpoint_every=200, log_every=10),
+                          decay_at=[5 / 6], evals=6, eval_every=0, checkpoints=6, checkpoint_every=0,
+                          log_every=10),
     )
 
 
@@ -159,10 +171,12 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     for section_name, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
         section = raw.get(section_name, {})
         known = {f.name: f for f in fields(cls)}
-        unknown = set(section) - set(known)
+        unknown = set(section) - set(known) - (set(LEGACY_TRAIN_KEYS) if section_name == "train" else set())
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) in [{section_name}]: {', '.join(sorted(unknown))}; "
                               "check their spelling or remove them (`nex train --help` lists the settings)")
+        if section_name == "train":
+            section = _legacy_train(section, base.train.steps, source)
         values = dataclasses.asdict(getattr(base, section_name))
         if section_name == "model" and section and "compositing" not in section:
             values["compositing"] = "srgb"  # a config from before the setting: nex composited sRGB values
@@ -171,6 +185,34 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         setattr(out, section_name, cls(**values))
     validate(out)
     return out
+
+
+LEGACY_TRAIN_KEYS = ("decay_every",)
+
+
+def legacy_decay_points(decay_every: int, steps: int) -> list[float]:
+    """The ``decay_at`` fractions that decay where ``decay_every`` did in a run of ``steps`` steps (0: every
+    third of the run). Exact: ``step / steps >= k * decay_every / steps`` just when ``step >= k * decay_every``."""
+    if decay_every <= 0:
+        return [1 / 3, 2 / 3]
+    return [k * decay_every / steps for k in range(1, -(-steps // decay_every))]
+
+
+def _legacy_train(section: dict[str, Any], base_steps: int, source: str) -> dict[str, Any]:
+    """A [train] section with the old ``decay_every`` turned into ``decay_at``."""
+    if "decay_every" not in section:
+        return section
+    section = dict(section)
+    if "decay_at" in section:
+        raise ConfigError(f"{source} [train]: decay_every (the old form) and decay_at are both given; "
+                          "keep decay_at (fractions of the run) and remove decay_every")
+    every = _coerce(section.pop("decay_every"), "int", f"{source} [train] decay_every")
+    steps = _coerce(section.get("steps", base_steps), "int", f"{source} [train] steps")
+    if every < 0 or steps < 1:
+        raise ConfigError(f"{source} [train]: decay_every = {every} with steps = {steps}: need decay_every >= 0 "
+                          "and steps >= 1 (better: replace decay_every by decay_at, fractions of the run)")
+    section["decay_at"] = legacy_decay_points(every, steps)
+    return section
 
 
 def _coerce(value: Any, type_name: Any, where: str) -> Any:
@@ -184,6 +226,11 @@ def _coerce(value: Any, type_name: Any, where: str) -> Any:
             return float(value)
         if kind == "str":
             return str(value)
+        if kind == "list[float]":
+            if isinstance(value, (str, bytes)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                          for v in value):
+                raise ValueError
+            return [float(v) for v in value]
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected {kind}, got {value!r}") from None
     return value
@@ -203,6 +250,9 @@ def validate(cfg: RunConfig) -> None:
          "model.grid_*: need grid_levels, grid_features, grid_hidden >= 1, 2 <= grid_base <= grid_max"),
         (1 <= m.basis_out <= 16, "model.basis_out must be between 1 and 16"),
         (t.steps >= 1, "train.steps must be >= 1"),
+        (t.minutes == 0 or t.minutes >= MIN_MINUTES,
+         f"train.minutes must be 0 (train.steps decides) or at least {MIN_MINUTES} (the step time is measured "
+         f"over the first seconds)"),
         (t.rays >= 3, "train.rays must be >= 3 (rays come in L-shaped triples)"),
         (t.images_per_step >= 1, "train.images_per_step must be >= 1"),
         (t.precision in ("auto", "fp32", "bf16"), "train.precision must be auto, fp32 or bf16"),
@@ -239,8 +289,9 @@ def load(path: Path) -> RunConfig:
     return from_dict(raw, source=str(path))
 
 
-RESUMABLE = ("train.steps", "train.device", "train.precision", "train.log_every", "train.eval_every",
-             "train.checkpoint_every", "train.keep_checkpoints", "train.render_chunk")
+RESUMABLE = ("train.steps", "train.minutes", "train.device", "train.precision", "train.log_every",
+             "train.evals", "train.eval_every", "train.checkpoints", "train.checkpoint_every",
+             "train.keep_checkpoints", "train.render_chunk")
 """The settings a resumed run may change: how long, where and how it trains and reports, never what it
 learns from or what it learns (every other key, and the preset's name, is fixed once a run has a checkpoint)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 from .errors import ConfigError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+MAX_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Rule:
     pattern: re.Pattern | None = None
     pattern_text: str = ""
     note: str = ""  # what a special value means, e.g. "0: automatic"
+    is_list: bool = False  # a list whose every item is in the range (at most MAX_ITEMS)
 
     def text(self, with_note: bool = True) -> str:
         if self.choices:
@@ -40,6 +42,8 @@ class Rule:
             low = "" if self.low is None else f"{_num(self.low)} {'<' if self.low_open else '<='} "
             high = "" if self.high is None else f" <= {_num(self.high)}"
             out = f"{low}value{high}"
+            if self.is_list:
+                out = f"a list of at most {MAX_ITEMS} values, each {out}"
         if not with_note:
             return out
         return f"{out} ({self.note})" if self.note and out else (out or self.note)
@@ -92,15 +96,18 @@ RULES: dict[str, Rule] = {
     "train.lr_basis": Rule(0, 10, low_open=True),
     "train.lr_grid": Rule(0, 10, low_open=True),
     "train.decay_rate": Rule(0, 1, low_open=True, note="the learning rates' factor at each decay"),
-    "train.decay_every": Rule(0, 1e9, note="0: a third of the steps"),
+    "train.minutes": Rule(0, 1e6, note="a time budget; 0: train.steps decides"),
+    "train.decay_at": Rule(0, 1, low_open=True, is_list=True, note="fractions of the run"),
     "train.tv_weight": Rule(0, 1e6),
     "train.grad_weight": Rule(0, 1e6),
     "train.seed": Rule(0, 2**63 - 1),
     "train.device": Rule(pattern=DEVICE_PATTERN, pattern_text="auto, cpu, cuda or cuda:N"),
     "train.precision": Rule(choices=("auto", "fp32", "bf16")),
     "train.log_every": Rule(1, 1e9),
-    "train.eval_every": Rule(0, 1e9, note="0: only at the end"),
-    "train.checkpoint_every": Rule(1, 1e9),
+    "train.evals": Rule(0, 1e6, note="checks per run, evenly spaced; 0 or 1: only at the end"),
+    "train.eval_every": Rule(0, 1e9, note="0: none by steps"),
+    "train.checkpoints": Rule(0, 1e6, note="checkpoints per run, evenly spaced; 0 or 1: only at the end"),
+    "train.checkpoint_every": Rule(0, 1e9, note="0: none by steps"),
     "train.keep_checkpoints": Rule(1, 1e6),
     "train.render_chunk": Rule(64, 1 << 26, note="rays per chunk when rendering whole images"),
 }
@@ -115,6 +122,16 @@ def describe(key: str, with_note: bool = True) -> str:
 def check_value(key: str, value: Any) -> None:
     """Raise ConfigError naming ``key`` and its allowed values when ``value`` is outside its rule."""
     rule = RULES[key]
+    if rule.is_list:
+        ok = (isinstance(value, (list, tuple)) and len(value) <= MAX_ITEMS
+              and all(_scalar_ok(rule, item) for item in value))
+    else:
+        ok = _scalar_ok(rule, value)
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is out of range: allowed {rule.text()}")
+
+
+def _scalar_ok(rule: Rule, value: Any) -> bool:
     if rule.choices or rule.pattern is not None:
         ok = isinstance(value, str) and (value in rule.choices if rule.choices else bool(rule.pattern.match(value)))
     elif rule.low is None and rule.high is None:
@@ -123,8 +140,7 @@ def check_value(key: str, value: Any) -> None:
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
               and (rule.low is None or (value > rule.low if rule.low_open else value >= rule.low))
               and (rule.high is None or value <= rule.high))
-    if not ok:
-        raise ConfigError(f"{key} = {value!r} is out of range: allowed {rule.text()}")
+    return ok
 
 
 def check_ranges(cfg: Any) -> None:

@@ -87,7 +87,7 @@ class PrepareJob(NexJob):
 
 @dataclass(frozen=True)
 class TrainJob(_TrainingJob):
-    """``nex train SCENE --preset P --out RUN`` with the panel's overrides."""
+    """``nex train SCENE --preset P --out RUN`` with the panel's overrides (``--minutes M``: to a time budget)."""
 
     scene: Path
     run: Path
@@ -96,13 +96,18 @@ class TrainJob(_TrainingJob):
     sublayers: int = 0
     width: int = 0
     steps: int = 0
+    minutes: float = 0.0  # a time budget instead of steps (the two exclude each other)
     field: str | None = None  # "mlp" or "grid"; None: the preset's
     evaluate: bool = True  # score the held-out views at the end
     kind: ClassVar[str] = "train"
 
+    def __post_init__(self) -> None:
+        if self.steps and self.minutes:
+            raise ValueError(f"a training job has steps ({self.steps}) or minutes ({self.minutes:g}), not both")
+
     def args(self) -> list[str]:
         out = ["train", str(self.scene), "--preset", self.preset, "--out", str(self.run)]
-        for name in ("layers", "sublayers", "width", "steps", "field"):
+        for name in ("layers", "sublayers", "width", "steps", "minutes", "field"):
             out += _flag(name, getattr(self, name))
         return out + ([] if self.evaluate else ["--no-eval"])
 

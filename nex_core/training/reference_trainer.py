@@ -48,6 +48,7 @@ from ..io.scene import Scene
 from ..model.mpi import CameraBatch, depths_tensor
 from ..model.nex_model import alpha_offset
 from ..runtime.setup import build_geometry, load_scene_for
+from .budget import decay_factor
 from .trainer import psnr_from_mse, sample_l_shaped
 
 Tensor = torch.Tensor
@@ -261,7 +262,8 @@ def reference_settings(cfg: RunConfig, sigmoid_offset: float = REFERENCE_SIGMOID
     rays from one image per step, k0 at 10x the MLP rate, the basis MLP at the MLP rate (the reference's
     name-based parameter grouping puts G_phi with F_theta), the rates decayed every third of the steps."""
     m = replace(cfg.model, sigmoid_offset=sigmoid_offset)
-    t = replace(cfg.train, images_per_step=1, lr_k0=10.0 * cfg.train.lr, lr_basis=cfg.train.lr, decay_every=0)
+    t = replace(cfg.train, images_per_step=1, lr_k0=10.0 * cfg.train.lr, lr_basis=cfg.train.lr,
+                decay_at=[1 / 3, 2 / 3])
     return replace(cfg, model=m, train=t)
 
 
@@ -290,8 +292,7 @@ class BaselineTrainer:
 
     def learning_rate_factor(self, step: int) -> float:
         t = self.cfg.train
-        every = t.decay_every or max(1, math.ceil(t.steps / 3))
-        return t.decay_rate ** (step // every)
+        return decay_factor(step / t.steps, t.decay_at, t.decay_rate)
 
     def train_step(self) -> tuple[float, float]:
         """One optimisation step; returns (total loss, mse)."""

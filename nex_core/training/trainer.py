@@ -3,13 +3,13 @@
 A run directory holds ``config.toml`` (written first), ``events.jsonl``, ``checkpoints/`` and, after
 evaluation, ``eval/``. :class:`Trainer` resumes from the newest checkpoint of its run directory and
 continues the same loss curve: model, optimiser and ray-sampler states are all checkpointed. A resume may
-change only ``config.RESUMABLE`` (more steps, another device or precision, other intervals; see
-``resume.py``), and the learning-rate schedule follows the current ``train.steps``.
+change only ``config.RESUMABLE`` (more steps or minutes, another device or precision, other intervals;
+see ``resume.py``). The learning-rate schedule, the evaluations and the checkpoints are placed at fractions
+of the run (``budget.py``): of ``train.steps``, or of the steps that fit in ``train.minutes``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -32,8 +32,10 @@ from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints,
 from ..runtime.device import autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device
 from ..runtime.render import render_image
 from ..runtime.setup import build_geometry, load_scene_for, model_settings
-from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device, shard_triples,
+from .budget import decay_factor
+from .distributed import (DistInfo, init_distributed, mean_across_ranks, rank_device, shard_triples,
                           shutdown, wrap_model)
+from .loop import TrainResult, make_length, psnr_from_mse, run_loop, spent_s
 from .resume import prepare_config_file
 
 Tensor = torch.Tensor
@@ -87,32 +89,22 @@ class TrainingObjective(torch.nn.Module):
         return self.model(origins, dirs, k0_images), self.model.tv_loss(k0_images)
 
 
-def psnr_from_mse(mse: float) -> float:
-    return float("inf") if mse <= 0 else -10.0 * math.log10(mse)
-
-
 # --------------------------------------------------------------------------------------------------
 # Trainer
-
-
-@dataclass
-class TrainResult:
-    step: int
-    loss: float
-    test_psnr: float | None
-    cancelled: bool
-    seconds: float
 
 
 class Trainer:
     """Trains a NeX model on a scene into a run directory.
 
     ``should_stop`` is polled every step (e.g. set by a signal handler); when it returns True the trainer
-    writes a checkpoint and returns with ``cancelled=True``, so the run can be resumed.
+    writes a checkpoint and returns with ``cancelled=True``, so the run can be resumed. A time budget
+    (``train.minutes``) counts from ``started`` (a ``time.monotonic()``; default: the trainer's creation).
     """
 
     def __init__(self, cfg: RunConfig, run_dir: Path, listeners: list[Listener] | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, started: float | None = None):
+        # A time budget counts from ``started`` (time.monotonic(); the command's start), else from here.
+        self.started = time.monotonic() if started is None else started
         config_mod.validate(cfg)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -142,10 +134,15 @@ class Trainer:
         self.lr_scale = 1.0  # lowered after a non-finite loss
         self.rollbacks = 0
         self.micro_batches = 1  # raised after running out of memory
+        self.saved_budget: dict = {}  # the budget state of the checkpoint resumed from
+        self.checkpoint_s: float | None = None  # how long the last checkpoint took (with its preview)
+        self.preview_s: float | None = None  # ... the last preview render, per pixel
+        self.eval_s: float | None = None  # ... the last held-out evaluation
         self.settings = model_settings(cfg, self.geom)
         self.fingerprint = fingerprint(self.settings)
         self._upload_data()
         self._resume_if_possible()
+        self.length = make_length(self)
         self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)
 
     # ---- setup ------------------------------------------------------------------------------------
@@ -197,6 +194,7 @@ class Trainer:
         self.gen.set_state(data["generator"])
         self.step = int(data["step"])
         self.lr_scale = float(data.get("lr_scale", 1.0))
+        self.saved_budget = dict(data.get("budget") or {})
         if self.grad_scaler.is_enabled() and data.get("grad_scaler"):
             self.grad_scaler.load_state_dict(data["grad_scaler"])
         return path
@@ -204,14 +202,12 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------------
 
     def learning_rate_factor(self, step: int) -> float:
-        """``decay_rate ** (step // every)``, where ``every`` is ``decay_every``, or a third of the current
-        ``train.steps`` when that is 0. A function of the step and the current total alone: a run extended
-        from N to M steps takes, from step N on, the rate an M-step run has there (with ``decay_every = 0``
-        the interval becomes a third of M, so the rate can step back up at N; an explicit ``decay_every``
-        keeps decaying on its multiples, and the extended run repeats an M-step run exactly)."""
+        """``decay_rate ** k``, ``k`` the decay points of ``train.decay_at`` (fractions of the run) at or
+        before the run's progress after ``step`` steps: of the current ``train.steps``, or of the budget
+        run's current plan (never below the progress it has reached). A run extended from N to M steps
+        takes, from step N on, the rate an M-step run has there (it can step back up at N; resume warns)."""
         t = self.cfg.train
-        every = t.decay_every or max(1, math.ceil(t.steps / 3))
-        return t.decay_rate ** (step // every)
+        return decay_factor(self.length.progress_at(step), t.decay_at, t.decay_rate)
 
     def train_step(self) -> tuple[float, float]:
         """One optimisation step; returns (total loss, mse), averaged over ranks.
@@ -301,13 +297,21 @@ class Trainer:
         """Write a checkpoint (rank 0 only; the sampler state is the same on every rank)."""
         if not self.dist.is_main:
             return None
+        began = time.monotonic()
+        length = getattr(self, "length", None)
+        spent = spent_s(self)
+        if length is not None and length.is_budget and length.total is not None and self.step >= length.total:
+            spent = max(spent, 60.0 * self.cfg.train.minutes)  # the end of a budget run: its budget is used up
+        budget = {"minutes": self.cfg.train.minutes, "spent_s": spent,
+                  "progress": length.progress_at(self.step) if length is not None else 0.0}
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "generator": self.gen.get_state(), "fingerprint": self.fingerprint,
                    "lr_scale": self.lr_scale, "grad_scaler": self.grad_scaler.state_dict(),
-                   "settings": repr(self.settings)}
+                   "settings": repr(self.settings), "budget": budget}
         path = save_checkpoint(self.run_dir, self.step, payload, keep=self.cfg.train.keep_checkpoints)
         self.events.emit("train", "checkpoint", step=self.step, path=str(path))
         self.write_preview()
+        self.checkpoint_s = time.monotonic() - began
         return path
 
     def write_preview(self, max_width: int = PREVIEW_WIDTH) -> Path:
@@ -318,10 +322,12 @@ class Trainer:
         cam = self.ref_camera
         if cam.width > max_width:
             cam = cam.resized(max_width)
+        began = time.monotonic()
         img = render_image(self.model, self.ref_camera, cam, self.cfg.train.render_chunk,
                            render_autocast_dtype(self.cfg.train.precision, self.device))
         path = self.run_dir / PREVIEW_FILE
         tmp = path.with_name(path.name + ".tmp")
+        self.preview_s = (time.monotonic() - began) / (cam.width * cam.height)  # seconds a pixel
         Image.fromarray(np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)).save(tmp, format="PNG")
         tmp.replace(path)
         self.events.emit("train", "preview", step=self.step, path=str(path))
@@ -340,7 +346,8 @@ class Trainer:
         return float(np.mean(values))
 
     def train(self) -> TrainResult:
-        """Train to ``train.steps`` (or until stopped); checkpoints along the way and at the end."""
+        """Train to ``train.steps`` or for ``train.minutes`` (or until stopped); checkpoints along the way and
+        at the end."""
         try:
             result = self._train()
         except BaseException:
@@ -352,43 +359,4 @@ class Trainer:
         return result
 
     def _train(self) -> TrainResult:
-        t = self.cfg.train
-        start_time = time.time()
-        window_start, window_steps = time.time(), 0
-        loss = mse = float("nan")
-        rays_per_step = 3 * (t.rays // 3)
-        test_psnr = None
-        self.events.emit("train", "start", step=self.step, steps=t.steps, n_train=len(self.scene.train_ids),
-                         n_test=len(self.scene.test_ids), planes=self.geom.n_planes)
-        while self.step < t.steps:
-            if any_rank(self.should_stop(), self.dist, self.device):
-                self.checkpoint()
-                self.events.emit("cancelled", "cancelled", step=self.step, steps=t.steps)
-                return TrainResult(self.step, loss, test_psnr, True, time.time() - start_time)
-            loss, mse = self.train_step()
-            window_steps += 1
-            if not math.isfinite(loss):
-                self._roll_back(loss)
-                continue
-            if self.step % t.log_every == 0 or self.step == t.steps:
-                elapsed = time.time() - window_start
-                rate = window_steps / elapsed if elapsed > 0 else 0.0
-                self.events.emit("train", "progress", step=self.step, steps=t.steps, loss=loss,
-                                 psnr=psnr_from_mse(mse), rays_per_s=rate * rays_per_step,
-                                 eta_s=(t.steps - self.step) / rate if rate > 0 else None,
-                                 lr=t.lr * self.learning_rate_factor(self.step))
-                window_start, window_steps = time.time(), 0
-            if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                test_psnr = self.test_psnr()
-                self.events.emit("eval", "test_psnr", step=self.step, steps=t.steps, test_psnr=test_psnr,
-                                 elapsed_s=time.time() - start_time)
-                window_start = time.time()
-            if self.step % t.checkpoint_every == 0 and self.step < t.steps:
-                self.checkpoint()
-        self.checkpoint()
-        test_psnr = self.test_psnr()
-        self.events.emit("eval", "test_psnr", step=self.step, steps=t.steps, test_psnr=test_psnr,
-                         elapsed_s=time.time() - start_time)
-        self.events.emit("done", "done", step=self.step, steps=t.steps,
-                         loss=loss if math.isfinite(loss) else None, test_psnr=test_psnr)
-        return TrainResult(self.step, loss, test_psnr, False, time.time() - start_time)
+        return run_loop(self)
