@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from addon_helpers import ADDON_MODULE, DEMO_SCENE, exact_render_settings, psnr, render_to_array
+from addon_helpers import ADDON_MODULE, DEMO_SCENE, addon_compat, exact_render_settings, psnr, render_to_array
 
 from nex_core.io.baked import read_baked
 from nex_core.io.baked.reference_render import camera_rays, render_baked
@@ -149,8 +149,7 @@ def test_moving_and_scaling_the_rig_keeps_the_look(scene, bpy_module, trained_ru
 
 
 def _eevee_or_skip(sc) -> None:
-    sc.render.engine = "BLENDER_EEVEE" if "BLENDER_EEVEE" in {
-        e.identifier for e in type(sc.render).bl_rna.properties["engine"].enum_items} else "BLENDER_EEVEE_NEXT"
+    sc.render.engine = addon_compat().eevee_engine(sc)
     sc.eevee.taa_render_samples = 1
     sc.render.filter_size = 0.0
 
@@ -167,9 +166,7 @@ def _cube(bpy, rig, baked, depth: float, size_px: float = 16.0):
     cube.parent = rig
     cube.matrix_parent_inverse.identity()
     cube.location = (x_c, -y_c, -(depth + half))
-    mat = bpy.data.materials.new("red")
-    if bpy.app.version < (5, 0, 0):
-        mat.use_nodes = True
+    mat = addon_compat().new_node_material("red")
     nodes = mat.node_tree.nodes
     nodes.clear()
     em = nodes.new("ShaderNodeEmission")
@@ -342,6 +339,7 @@ def _off_reference_camera(info) -> Camera:
     return Camera(40, 30, 36.0, 36.0, 20.5, 14.8, c2w, "off")
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("engine", ["CYCLES", "EEVEE"])
 def test_synthetic_mpi_matches_in_both_engines(scene, bpy_module, addon, synthetic_baked, tmp_path, engine,
                                               record_property):

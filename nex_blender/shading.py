@@ -35,7 +35,7 @@ from typing import Any
 
 import bpy
 
-from . import _core
+from . import _core, compat
 
 # What a tree is built from (ShaderSpec, AtlasRef), tile offsets and node positions: plain logic.
 _spec = _core.module("addon.shading_spec")
@@ -269,9 +269,7 @@ def _srgb_to_linear(b: _Builder, colour, stage: int):
 
 def build_material(name: str, group, emission_strength: float = 1.0):
     """A material: NeX MPI node -> Emission / Transparent mix by alpha. Returns (material, node)."""
-    mat = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):
-        mat.use_nodes = True
+    mat = compat.new_node_material(name)
     tree = mat.node_tree
     tree.nodes.clear()
     b = _Builder(tree)
@@ -292,15 +290,9 @@ def build_material(name: str, group, emission_strength: float = 1.0):
     b.feed(out.inputs["Surface"], mix.outputs[0])
     b.layout()
     mpi.width = 200
-    # EEVEE: sorted, blended transparency (planes are sorted per object by their origins, which sit
-    # at the plane centres); Cycles ignores these.
-    if hasattr(mat, "surface_render_method"):
-        mat.surface_render_method = "BLENDED"
-    else:  # Blender < 4.2
-        mat.blend_method = "BLEND"
+    # EEVEE sorts blended planes per object by their origins, which sit at the plane centres.
+    compat.use_blended_transparency(mat)
     mat.use_backface_culling = False
-    if hasattr(mat, "use_transparency_overlap"):
-        mat.use_transparency_overlap = True
     return mat, mpi
 
 
