@@ -1,5 +1,5 @@
 """The add-on leaves nothing behind that breaks Blender's exit: a fresh Python installs the built zip,
-enables it, uses it (Import Cameras, Import MPI, a Cycles render), optionally disables it, and exits with
+enables it, uses it (Import Cameras, Import MPI, a Cycles render, a preview icon), optionally disables it, and exits with
 code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
 ``-m smoke``): bpy 4.2 keeps every registered PropertyGroup class alive, and it crashed at exit while a
 class of ours could still reach the ``bpy`` module (see ``nex_blender/compat.py``)."""
@@ -39,6 +39,11 @@ _SCRIPT = textwrap.dedent("""
         sc.camera = next(o for o in sc.objects if o.type == "CAMERA")
         sc.render.filepath = out_png
         bpy.ops.render.render(write_still=True)
+        # A training preview shown in the panel (a bpy.utils.previews collection while enabled).
+        import glob, importlib
+        previews = importlib.import_module(module + ".previews")
+        previews.refresh(sorted(glob.glob(scene_dir + "/images/*"))[0])
+        assert len(previews._previews) == 1  # (background mode gives no icon ids, only the collection)
     if disable == "1":
         bpy.ops.preferences.addon_disable(module=module)
         assert module not in bpy.context.preferences.addons, "still enabled after disable"
