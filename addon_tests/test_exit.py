@@ -1,6 +1,6 @@
 """The add-on leaves nothing behind that breaks Blender's exit: a fresh Python installs the built zip,
-enables it, uses it (Import Cameras, Import MPI, a Cycles render, a preview icon), optionally disables it, and exits with
-code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
+enables it, uses it (Import Cameras, Import MPI, a Cycles render, a preview icon), optionally disables it,
+and exits with code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
 ``-m smoke``): bpy 4.2 keeps every registered PropertyGroup class alive, and it crashed at exit while a
 class of ours could still reach the ``bpy`` module (see ``nex_blender/compat.py``)."""
 

@@ -5,6 +5,9 @@
   deprecates ``use_nodes``.
 * Blended transparency: ``surface_render_method`` and ``use_transparency_overlap`` (4.2+; the older
   ``blend_method`` / ``show_transparent_back`` are EEVEE Legacy's and not used).
+* A .blend saved with NeX MPI nodes, opened without the add-on: 5.0 still evaluates the inner tree of
+  the (now undefined) custom group node; 4.2 and 4.5 do not (the planes render wrong), so there the
+  file needs the add-on, or *Make Portable* (plain group nodes) before it travels.
 * Not a switch but a rule the add-on keeps: bpy 4.2 (seen in 4.2.23, not in 4.5.15) keeps a reference
   to every PropertyGroup class it registers, even after unregistering it. Whatever such a class reaches
   outlives the interpreter; when that includes the ``bpy`` module, Blender's own shutdown (run when the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import bpy
 
 HAS_USE_NODES = bpy.app.version < (5, 0, 0)
+UNDEFINED_GROUPS_EVALUATED = bpy.app.version >= (5, 0, 0)
 
 
 def eevee_engine(scene) -> str:

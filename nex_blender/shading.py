@@ -23,9 +23,10 @@ module docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles
   shows the trained colours), and ``alpha``.
 
 The material mixes a Transparent BSDF and an Emission by alpha. The inner tree is an ordinary node group:
-a .blend saved with it renders the same in a Blender without this add-on (the custom node then shows as
-undefined but its group is still evaluated); :func:`make_portable` swaps the custom nodes for plain group
-nodes for good. What a tree is built from (``ShaderSpec``) is plain data made in ``nex_core.io.addon.shading_spec``.
+a .blend saved with it renders the same in a Blender 5.0 without this add-on (the custom node then shows as
+undefined but its group is still evaluated; 4.2 and 4.5 do not evaluate it, see ``compat``);
+:func:`make_portable` swaps the custom nodes for plain group nodes for good, in every version. What a tree
+is built from (``ShaderSpec``) is plain data made in ``nex_core.io.addon.shading_spec``.
 """
 
 from __future__ import annotations
