@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from pathlib import Path
 
@@ -10,6 +11,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SCENE = REPO / "data" / "scenes" / "shiny_demo"
 ADDON_MODULE = "bl_ext.user_default.nex_blender"
+
+
+def addon_compat():
+    """The installed add-on's ``compat`` module (EEVEE's engine id, node materials in this Blender)."""
+    return importlib.import_module(f"{ADDON_MODULE}.compat")
 
 
 def exact_render_settings(sc, display_referred: bool = True) -> None:

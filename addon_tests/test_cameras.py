@@ -53,6 +53,7 @@ def _check_reprojection(bpy, sc, scene_dir: Path, points: np.ndarray | None = No
     return worst
 
 
+@pytest.mark.smoke
 def test_llff_cameras(scene, bpy_module):
     bpy = bpy_module
     assert bpy.ops.nex.import_cameras(directory=str(DEMO_SCENE)) == {"FINISHED"}
@@ -81,6 +82,7 @@ def _blender_scene_off_centre(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.smoke
 def test_transforms_json_principal_point_and_pixel_aspect(scene, bpy_module, tmp_path):
     bpy = bpy_module
     root = _blender_scene_off_centre(tmp_path)
@@ -169,6 +171,7 @@ def test_scene_the_addon_cannot_read_goes_through_nex_cameras(addon, monkeypatch
         addon.camera_import.read_scene_cameras_with(sys.executable, tmp_path)
 
 
+@pytest.mark.smoke
 def test_missing_scene_is_reported(scene, bpy_module, tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(RuntimeError, match="no photos found"):

@@ -6,15 +6,16 @@ The add-on is thin glue over files: training, structure from motion and baking r
 Modules: ``prefs`` (interpreter, environment), ``properties`` (scene settings and job state),
 ``worker`` (background processes) and ``previews`` (their preview images), ``operators`` (jobs),
 ``import_operators`` and ``ui`` (the "NeX" sidebar tab), ``camera_import``, ``mpi_node`` and ``shading`` (the
-NeX MPI shader node and its tree), ``mpi_import``, ``dataset_render``. Their pure logic is in ``nex_core/io/addon/``.
+NeX MPI shader node and its tree), ``mpi_import``, ``dataset_render``, and ``compat`` (what differs between
+Blender 4.2, 4.5 and 5.0). Their pure logic is in ``nex_core/io/addon/``.
 """
 
 from __future__ import annotations
 
 import bpy
 
-from . import (camera_import, dataset_render, import_operators, mpi_import, mpi_node, operators, prefs, properties,
-               ui, worker)
+from . import (camera_import, compat, dataset_render, import_operators, mpi_import, mpi_node, operators, prefs,
+               properties, ui, worker)
 
 _modules = (prefs, properties, mpi_node, operators, import_operators, ui)
 _classes = tuple(cls for module in _modules for cls in module.classes)
@@ -35,4 +36,4 @@ def unregister() -> None:
     _unregister_classes()
 
 
-__all__ = ["register", "unregister", "camera_import", "dataset_render", "mpi_import", "worker"]
+__all__ = ["register", "unregister", "camera_import", "compat", "dataset_render", "mpi_import", "worker"]

@@ -170,7 +170,7 @@ class NEX_OT_mpi_options(bpy.types.Operator):
 
 
 class NEX_OT_make_portable(bpy.types.Operator):
-    """Replace the MPI's NeX MPI nodes by plain node groups, so the .blend never needs this add-on"""
+    """Swap NeX MPI nodes for plain node groups: the .blend then renders without this add-on (in 4.2/4.5 too)"""
 
     bl_idname = "nex.make_portable"
     bl_label = "Make Portable"

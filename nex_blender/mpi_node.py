@@ -6,6 +6,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringProperty
 
+from . import compat
 from .shading import FILTERING_ITEMS, GROUP_TAG, NODE_IDNAME, _spec, fill_tree, new_tree
 
 
@@ -99,12 +100,8 @@ classes = (ShaderNodeNexMPI,)
 
 
 def register() -> None:
-    menu = getattr(bpy.types, "NODE_MT_shader_node_add_all", None) or getattr(bpy.types, "NODE_MT_add", None)
-    if menu is not None:
-        menu.append(_add_menu)
+    compat.shader_add_menu().append(_add_menu)
 
 
 def unregister() -> None:
-    menu = getattr(bpy.types, "NODE_MT_shader_node_add_all", None) or getattr(bpy.types, "NODE_MT_add", None)
-    if menu is not None:
-        menu.remove(_add_menu)
+    compat.shader_add_menu().remove(_add_menu)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bpy
+# No module-level `import bpy`: bpy 4.2 keeps PropertyGroup classes alive forever, and one whose methods'
+# globals hold the bpy module makes Blender crash at exit (see compat.py); import it inside functions.
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
+from bpy.types import PropertyGroup, Scene
 
 PRESET_ITEMS = (
     ("tiny", "Tiny", "4 x 2 planes, 150 steps at 80 px: seconds on a CPU (a quick check)"),
@@ -22,7 +24,7 @@ JOB_LABELS = {"prepare": "Prepare", "train": "Train", "bake": "Bake", "export": 
               "check": "Check"}
 
 
-class NEX_PG_job(bpy.types.PropertyGroup):
+class NEX_PG_job(PropertyGroup):
     """What the panel shows about the latest background job of this scene."""
 
     kind: StringProperty(name="Job", description="prepare, train, bake, export")
@@ -44,7 +46,7 @@ class NEX_PG_job(bpy.types.PropertyGroup):
     returncode: IntProperty(name="Exit code")
 
 
-class NEX_PG_settings(bpy.types.PropertyGroup):
+class NEX_PG_settings(PropertyGroup):
     """The NeX panel's settings for this scene."""
 
     photos_dir: StringProperty(name="Photos", subtype="DIR_PATH",
@@ -128,6 +130,8 @@ def _path(value: str) -> Path | None:
     value = value.strip()
     if not value:
         return None
+    import bpy
+
     return Path(bpy.path.abspath(value)).resolve()
 
 
@@ -154,8 +158,8 @@ classes = (NEX_PG_job, NEX_PG_settings)
 
 
 def register() -> None:
-    bpy.types.Scene.nex = PointerProperty(type=NEX_PG_settings)
+    Scene.nex = PointerProperty(type=NEX_PG_settings)
 
 
 def unregister() -> None:
-    del bpy.types.Scene.nex
+    del Scene.nex

@@ -23,9 +23,10 @@ module docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles
   shows the trained colours), and ``alpha``.
 
 The material mixes a Transparent BSDF and an Emission by alpha. The inner tree is an ordinary node group:
-a .blend saved with it renders the same in a Blender without this add-on (the custom node then shows as
-undefined but its group is still evaluated); :func:`make_portable` swaps the custom nodes for plain group
-nodes for good. What a tree is built from (``ShaderSpec``) is plain data made in ``nex_core.io.addon.shading_spec``.
+a .blend saved with it renders the same in a Blender 5.0 without this add-on (the custom node then shows as
+undefined but its group is still evaluated; 4.2 and 4.5 do not evaluate it, see ``compat``);
+:func:`make_portable` swaps the custom nodes for plain group nodes for good, in every version. What a tree
+is built from (``ShaderSpec``) is plain data made in ``nex_core.io.addon.shading_spec``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 import bpy
 
-from . import _core
+from . import _core, compat
 
 # What a tree is built from (ShaderSpec, AtlasRef), tile offsets and node positions: plain logic.
 _spec = _core.module("addon.shading_spec")
@@ -269,9 +270,7 @@ def _srgb_to_linear(b: _Builder, colour, stage: int):
 
 def build_material(name: str, group, emission_strength: float = 1.0):
     """A material: NeX MPI node -> Emission / Transparent mix by alpha. Returns (material, node)."""
-    mat = bpy.data.materials.new(name)
-    if bpy.app.version < (5, 0, 0):
-        mat.use_nodes = True
+    mat = compat.new_node_material(name)
     tree = mat.node_tree
     tree.nodes.clear()
     b = _Builder(tree)
@@ -292,15 +291,9 @@ def build_material(name: str, group, emission_strength: float = 1.0):
     b.feed(out.inputs["Surface"], mix.outputs[0])
     b.layout()
     mpi.width = 200
-    # EEVEE: sorted, blended transparency (planes are sorted per object by their origins, which sit
-    # at the plane centres); Cycles ignores these.
-    if hasattr(mat, "surface_render_method"):
-        mat.surface_render_method = "BLENDED"
-    else:  # Blender < 4.2
-        mat.blend_method = "BLEND"
+    # EEVEE sorts blended planes per object by their origins, which sit at the plane centres.
+    compat.use_blended_transparency(mat)
     mat.use_backface_culling = False
-    if hasattr(mat, "use_transparency_overlap"):
-        mat.use_transparency_overlap = True
     return mat, mpi
 
 
