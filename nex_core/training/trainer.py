@@ -30,6 +30,7 @@ from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
                                   remove_partial_checkpoints, save_checkpoint)
 from ..runtime.device import autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device
+from ..runtime.memory_plan import plan_training_memory
 from ..runtime.render import render_image
 from ..runtime.setup import build_geometry, load_scene_for, model_settings
 from .distributed import (DistInfo, any_rank, init_distributed, mean_across_ranks, rank_device, shard_triples,
@@ -145,6 +146,10 @@ class Trainer:
         self.settings = model_settings(cfg, self.geom)
         self.fingerprint = fingerprint(self.settings)
         self._upload_data()
+        # Start only what fits: micro-batches and render chunk from the estimated peak (or a refusal).
+        self.memory_plan = plan_training_memory(cfg, self.model, self.device, self.amp_dtype, self.dist.world_size)
+        self.micro_batches, cfg.train.render_chunk = self.memory_plan.micro_batches, self.memory_plan.render_chunk
+        self.events.emit("setup", "warning" if self.memory_plan.split else "note", **self.memory_plan.event_fields())
         self._resume_if_possible()
         self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)
 
