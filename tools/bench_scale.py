@@ -43,7 +43,8 @@ TARGETS = {"prepare": 300.0, "eval": 20.0, "bake": 120.0, "blender import": 60.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scene", required=True, type=Path, help="scene folder (images/ + poses_bounds.npy or transforms.json)")
+    p.add_argument("--scene", required=True, type=Path,
+                   help="scene folder (images/ + poses_bounds.npy or transforms.json)")
     p.add_argument("--out", required=True, type=Path, help="work folder (phone photos, prepared scene, run, outputs)")
     p.add_argument("--width", type=int, default=1008, help="training / evaluation width (default: 1008)")
     p.add_argument("--phone-width", type=int, default=4032, help="width of the JPEG 'phone' originals (default: 4032)")
@@ -105,7 +106,8 @@ def run_child(cmd: list[str], timeout: float, on_line=None, env: dict | None = N
 def phone_photos_command(scene: Path, out: Path, width: int) -> list[str]:
     """The scene's images upscaled to ``width`` as JPEG (quality 92): what a phone would have given."""
     code = ("import sys; from pathlib import Path; from PIL import Image\n"
-            "src, dst, w = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]); dst.mkdir(parents=True, exist_ok=True)\n"
+            "src, dst, w = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])\n"
+            "dst.mkdir(parents=True, exist_ok=True)\n"
             "for p in sorted(src.iterdir()):\n"
             "    if p.suffix.lower() in ('.png', '.jpg', '.jpeg'):\n"
             "        im = Image.open(p).convert('RGB'); h = round(im.height * w / im.width)\n"

@@ -220,13 +220,17 @@ def suggestion(cfg: RunConfig) -> str:
 
 
 def plan_training_memory(cfg: RunConfig, model: NexModel, device: torch.device, dtype: torch.dtype | None,
-                         world_size: int = 1) -> MemoryPlan:
-    """Measure what is resident, plan the splits, and refuse (ConfigError with the estimate and what to
-    change) when even the finest split does not fit."""
+                         dist=None, events=None) -> MemoryPlan:
+    """Measure what is resident, plan the splits, say so (a setup ``note``, or a ``warning`` when split, on
+    ``events``), and refuse (ConfigError with the estimate and what to change) when even the finest split
+    does not fit. ``dist``: the trainer's DistInfo (each rank takes its share of the rays)."""
     resident, available = resident_and_available(device)
-    plan = plan_memory(model, max(cfg.train.rays // max(world_size, 1), 3), cfg.train.render_chunk, resident,
-                       available, dtype, str(device))
+    world = max(getattr(dist, "world_size", 1), 1)
+    plan = plan_memory(model, max(cfg.train.rays // world, 3), cfg.train.render_chunk, resident, available, dtype,
+                       str(device))
     if not plan.fits():
         raise ConfigError(f"this run does not fit in memory: {plan.describe()} (with the finest split "
                           f"tried). Try {suggestion(cfg)}.")
+    if events is not None:
+        events.emit("setup", "warning" if plan.split else "note", **plan.event_fields())
     return plan

@@ -147,9 +147,8 @@ class Trainer:
         self.fingerprint = fingerprint(self.settings)
         self._upload_data()
         # Start only what fits: micro-batches and render chunk from the estimated peak (or a refusal).
-        self.memory_plan = plan_training_memory(cfg, self.model, self.device, self.amp_dtype, self.dist.world_size)
+        self.memory_plan = plan_training_memory(cfg, self.model, self.device, self.amp_dtype, self.dist, self.events)
         self.micro_batches, cfg.train.render_chunk = self.memory_plan.micro_batches, self.memory_plan.render_chunk
-        self.events.emit("setup", "warning" if self.memory_plan.split else "note", **self.memory_plan.event_fields())
         self._resume_if_possible()
         self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)
 
