@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..io.cameras import Camera
 from ..io.mpi_geometry import MPIGeometry
 from ..model.fused_mlp import fused_trunk, trunk_input
-from ..model.mpi import CameraBatch, pixel_grid, plane_intersections, rays_in_reference_frame, sample_planes
+from ..model.mpi import CameraBatch, pixel_grid, rays_in_reference_frame, sample_planes
 from ..model.nex_model import NexModel
 
 Tensor = torch.Tensor
@@ -115,15 +115,44 @@ def view_groups(model: NexModel, cameras: list[Camera], budget_bytes: float) -> 
 
 @dataclass
 class _View:
-    """One view's rays and its running composite."""
+    """One view's rays and its running composite. A pinhole view's rays share their origin, so where a ray
+    meets plane z = d is affine in its slopes (dx/dz, dy/dz): a few operations per plane and pixel."""
 
     camera: Camera
-    origins: Tensor  # [R, 3], reference frame
-    dirs: Tensor  # [R, 3]
+    origin: tuple[float, float, float]  # reference frame
+    slopes: Tensor  # [2, R]: dx/dz, dy/dz
+    ahead: Tensor | None  # [R] rays going towards +z (None: all of them)
     basis: Tensor  # [R, N]
     colour: Tensor  # [3, R]
     transmittance: Tensor  # [R]
     specular: Tensor | None = None  # [3, R] of the current layer
+
+    def hits(self, geom: MPIGeometry, depth: float) -> tuple[Tensor, Tensor, tuple | None, tuple | None]:
+        """Where the rays meet plane z = ``depth``, as :func:`nex_core.model.mpi.plane_intersections`: coords
+        [1, R, 2] (normalised), valid [R] (ahead of the camera, inside the MPI), the texel box bilinear reads
+        at the valid ones and the box it reads at all of them clamped onto the MPI (None: empty)."""
+        ox, oy, oz = self.origin
+        w, h = geom.mpi_width, geom.mpi_height
+        # gx = (fx * (ox + (d - oz) * dx/dz) / d + cx + offset) * 2 / W - 1, and likewise gy.
+        scale = (depth - oz) / depth
+        ax, bx = (geom.fx * ox / depth + geom.cx + geom.offset) * 2.0 / w - 1.0, geom.fx * scale * 2.0 / w
+        ay, by = (geom.fy * oy / depth + geom.cy + geom.offset) * 2.0 / h - 1.0, geom.fy * scale * 2.0 / h
+        coords = torch.empty(1, self.slopes.shape[1], 2, device=self.slopes.device)
+        torch.add(torch.full_like(self.slopes[0], ax), self.slopes[0], alpha=bx, out=coords[0, :, 0])
+        torch.add(torch.full_like(self.slopes[1], ay), self.slopes[1], alpha=by, out=coords[0, :, 1])
+        lo, hi = (v.tolist() for v in coords[0].aminmax(dim=0))
+        clamped = _box(*(min(max(x, -1.0), 1.0) for x in (lo[0], hi[0], lo[1], hi[1])), w, h)
+        if depth <= oz:  # behind the camera
+            return coords, torch.zeros_like(self.slopes[0], dtype=torch.bool), None, clamped
+        valid = (coords[0].abs() <= 1.0).all(-1)
+        if self.ahead is not None:
+            valid &= self.ahead
+        if not (lo[0] >= -1.0 and hi[0] <= 1.0 and lo[1] >= -1.0 and hi[1] <= 1.0) or self.ahead is not None:
+            inside = coords[0][valid]
+            if inside.shape[0] == 0:
+                return coords, valid, None, clamped
+            lo, hi = (v.tolist() for v in inside.aminmax(dim=0))
+        return coords, valid, _box(lo[0], hi[0], lo[1], hi[1], w, h), clamped
 
 
 def _make_view(model: NexModel, ref: Camera, camera: Camera, device: torch.device) -> _View:
@@ -131,19 +160,22 @@ def _make_view(model: NexModel, ref: Camera, camera: Camera, device: torch.devic
     uv = pixel_grid(camera.width, camera.height, device)
     origins, dirs = rays_in_reference_frame(cams, torch.zeros(uv.shape[0], dtype=torch.long, device=device), uv)
     basis = model.basis_values(F.normalize(dirs, dim=-1)).float()
+    dz = dirs[:, 2]
+    ahead = dz > 1e-8
+    safe = torch.where(ahead, dz, torch.ones_like(dz))
+    slopes = torch.stack([dirs[:, 0] / safe, dirs[:, 1] / safe])
     r = uv.shape[0]
-    return _View(camera, origins, dirs, basis, torch.zeros(3, r, device=device), torch.ones(r, device=device))
+    origin = tuple(float(x) for x in cams.origin[0])
+    return _View(camera, origin, slopes, None if bool(ahead.all()) else ahead, basis,
+                 torch.zeros(3, r, device=device), torch.ones(r, device=device))
 
 
-def _footprint(coords: Tensor, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """(row0, row1, col0, col1): the texels bilinear sampling at ``coords`` [R, 2] reads, or None."""
-    if coords.shape[0] == 0:
-        return None
-    x = (coords[:, 0] + 1.0) * (0.5 * width) - 0.5
-    y = (coords[:, 1] + 1.0) * (0.5 * height) - 0.5
-    c0, c1 = int(torch.floor(x.min())), int(torch.floor(x.max())) + 2
-    r0, r1 = int(torch.floor(y.min())), int(torch.floor(y.max())) + 2
-    c0, c1, r0, r1 = max(c0, 0), min(c1, width), max(r0, 0), min(r1, height)
+def _box(x0: float, x1: float, y0: float, y1: float, width: int, height: int) -> tuple | None:
+    """(row0, row1, col0, col1): the texels bilinear sampling reads between normalised x0..x1, y0..y1."""
+    c0 = max(int(np.floor((x0 + 1.0) * 0.5 * width - 0.5)), 0)
+    c1 = min(int(np.floor((x1 + 1.0) * 0.5 * width - 0.5)) + 2, width)
+    r0 = max(int(np.floor((y0 + 1.0) * 0.5 * height - 0.5)), 0)
+    r1 = min(int(np.floor((y1 + 1.0) * 0.5 * height - 0.5)) + 2, height)
     return (r0, r1, c0, c1) if r0 < r1 and c0 < c1 else None
 
 
@@ -190,25 +222,21 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
     k0_all = model.k0_images().float()
     for j in range(geom.n_planes):
         layer, sub = divmod(j, S)
-        depth = model.depths[j:j + 1]
-        hits = [plane_intersections(geom, v.origins, v.dirs, depth) for v in views]  # ([1, R, 2], [1, R])
+        hits = [v.hits(geom, geom.depths[j]) for v in views]
         box = None
-        for coords, valid in hits:
-            box = _union(box, _footprint(coords[0][valid[0]], w, h))
-        if sub == 0:
-            # Every sublayer of the layer reads its coefficients where the ray meets this (first) plane, also
-            # off the MPI (the network extrapolates there; the texture is clamped to its edge).
-            for coords, _ in hits:
-                box = _union(box, _footprint(coords[0].clamp(-1.0, 1.0), w, h))
+        for _, _, valid_box, all_box in hits:
+            # Every sublayer of a layer reads its coefficients where the ray meets the first plane, also off
+            # the MPI (the network extrapolates there; the texture is clamped to its edge).
+            box = _union(box, all_box if sub == 0 else valid_box)
         if box is None:
             continue
         _evaluate_box(model, j, grid, box, chunk, alpha_tex, coeff_tex if sub == 0 else None)
         k0 = k0_all[layer:layer + 1]
-        for view, (coords, valid) in zip(views, hits):
+        for view, (coords, valid, _, _) in zip(views, hits):
             if sub == 0:
                 c = _sample_clamped(coeff_tex, coords)  # [3N, R]
                 view.specular = (c.reshape(3, n, -1) * view.basis.T[None]).sum(1)
-            a = _sample_clamped(alpha_tex, coords)[0] * valid[0]  # [R]
+            a = _sample_clamped(alpha_tex, coords)[0] * valid  # [R]
             colour = torch.clamp(sample_planes(k0, coords)[0] + view.specular, 0.0, 1.0)
             view.colour += colour * (a * view.transmittance)
             view.transmittance *= 1.0 - a
