@@ -183,6 +183,11 @@ def _view_driver(baked: Path, record: dict):
             total += len(urllib.request.urlopen(f"{url}/baked/{name}", timeout=120).read())
         record.update(fetch_s=round(time.perf_counter() - t, 2), fetched_mb=round(total / 1e6, 1))
         proc.send_signal(signal.SIGINT)
+        # A process started in the background may ignore SIGINT: then stop it for good (os.kill, not
+        # Popen's methods, which would reap the child before run_child's wait4 reads its usage).
+        timer = threading.Timer(2.0, os.kill, (proc.pid, signal.SIGTERM))
+        timer.start()
+        record["_timer"] = timer
     return on_line
 
 
@@ -195,9 +200,11 @@ def run_chain(args: argparse.Namespace) -> dict:
     phone, prepared, run = work / "phone", work / "prepared", work / "run"
     stages: list[dict] = []
 
-    def stage(name: str, cmd: list[str], **kw) -> dict:
+    def stage(name: str, cmd: list[str], after=None, **kw) -> dict:
         row = {"stage": name, **run_child(cmd, args.timeout, **kw)}
         row["ok"] = row["rc"] == 0
+        if after:
+            after(row)
         stages.append(row)
         print(f"{name:16s} {row['seconds']:9.1f} s  {row['peak_rss_mb']:8.0f} MB  {'ok' if row['ok'] else 'FAILED'}",
               flush=True)
@@ -230,10 +237,15 @@ def run_chain(args: argparse.Namespace) -> dict:
     baked = run / "baked"
     if "view" not in skip:
         record: dict = {}
-        row = stage("view load", _nex("view", str(run), "--no-browser", "--no-bake"),
-                    on_line=_view_driver(baked, record))
-        row.update(record)
-        row["ok"] = bool(record)  # stopped by SIGINT once everything was fetched
+
+        def fetched(row: dict) -> None:
+            timer = record.pop("_timer", None)
+            if timer:
+                timer.cancel()
+            row.update(record, ok=bool(record))  # stopped by a signal once everything was fetched
+
+        stage("view load", _nex("view", str(run), "--no-browser", "--no-bake"), after=fetched,
+              on_line=_view_driver(baked, record))
     if "gltf" not in skip:
         stage("gltf export", _nex("export", str(run), "--gltf", str(work / "mpi.glb"), "--no-bake"))
     if "blender" not in skip:
@@ -283,6 +295,8 @@ def table(result: dict) -> str:
         notes = []
         if r["stage"] == "eval" and "per_view_s" in r:
             notes.append(f"{r['views']} views, {r['per_view_s']} s/view, PSNR {r['psnr']:.2f}")
+        if "fetch_s" in r:
+            notes.append(f"page + {r['fetched_mb']} MB of textures fetched in {r['fetch_s']} s")
         if r.get("shared_process"):
             notes.append("one Blender process (its peak)")
         if not r.get("ok"):
