@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import camera_import, mpi_import, shading
 from .operators import _errors, _fail, _settings
@@ -68,6 +68,10 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                                      description="Switch the scene to the view transform under which the MPI shows "
                                                  "the photographs' colours (Standard, or Raw without scene-linear "
                                                  "colour)")
+    merge_planes: IntProperty(name="Merge Planes", default=1, min=1, max=64,
+                              description="Build one plane from every N consecutive planes of a layer (their "
+                                          "alpha composited; N must divide the planes per layer): faster in "
+                                          "Blender, exact from the reference view, less parallax elsewhere")
 
     def execute(self, context):
         baked = Path(bpy.path.abspath(self.directory)) if self.directory else _settings(context).resolved_baked_dir()
@@ -77,7 +81,8 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                                               linear_output=self.linear_output, filtering=self.filtering,
                                               cast_shadows=self.cast_shadows,
                                               holdout=self.holdout, pack_images=self.pack_images,
-                                              set_view_transform=self.set_view_transform)
+                                              set_view_transform=self.set_view_transform,
+                                              merge_planes=self.merge_planes)
         try:
             result = mpi_import.import_mpi(context, options)
         except _errors().NexError as exc:
@@ -85,6 +90,8 @@ class NEX_OT_import_mpi(bpy.types.Operator):
         for w in result.warnings:
             self.report({"WARNING"}, w)
         msg = f"{len(result.planes)} MPI planes imported as {result.rig.name}"
+        if self.merge_planes > 1:
+            msg += f" (merged from {result.rig['nex_planes_before_merging']})"
         if result.bounces:
             msg += (f"; Cycles transparent bounces raised from {result.bounces[0]} to {result.bounces[1]} "
                     f"(Render Properties > Light Paths) so every plane shows")

@@ -46,6 +46,7 @@ class MPIImportOptions:
     pack_images: bool = False
     raise_transparent_bounces: bool = True
     set_view_transform: bool = False  # Standard (scene-linear colours) or Raw (display-referred)
+    merge_planes: int = 1  # k > 1: every k consecutive planes of a layer as one (see planes.merge_groups)
 
 
 @dataclass
@@ -74,6 +75,8 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
             f"{missing[0]}: texture listed in {layout.root / baked.MANIFEST} is missing"
             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; copy the whole baked folder or "
             "bake again")
+    if options.merge_planes > 1:
+        planes_logic.merge_groups(info, options.merge_planes)  # refuses a bad count before anything is built
 
     coll = bpy.data.collections.new(f"NeX MPI {name}")
     scene.collection.children.link(coll)
@@ -101,6 +104,13 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
         images[index] = img.name
 
     opacity = reference_opacity(layout, images)
+    if options.merge_planes > 1:
+        _merge_alpha_images(layout, images, options.merge_planes, name)
+        layout = planes_logic.merged_layout(layout, options.merge_planes)
+        info = layout.info
+        rig["nex_planes"], rig["nex_depths"] = info.n_planes, list(info.depths)
+        rig["nex_merge_planes"] = options.merge_planes
+        rig["nex_planes_before_merging"] = info.metadata["planes_before_merging"]
     if opacity is not None:
         rig["nex_mean_opacity"] = opacity
         if options.linear_output and opacity < OPAQUE_ENOUGH:
@@ -168,6 +178,33 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
             warnings.append(f"this scene uses the {scene.view_settings.view_transform} view transform; the MPI shows "
                             f"the photographs' colours under {view} (Render Properties > Color Management)")
     return MPIImportResult(rig, planes, list(materials.values()), coll, bounces, warnings, changed)
+
+
+def _atlas_pixels(image) -> np.ndarray:
+    """An 8-bit atlas's first channel, [H, W] top row first."""
+    w, h = image.size
+    buf = np.empty(w * h * image.channels, np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, image.channels)[::-1, :, 0]
+
+
+def _merge_alpha_images(layout, images: dict[int, str], k: int, name: str) -> None:
+    """Replace the alpha atlases in ``images`` by packed copies whose group-first tiles hold the merged
+    alpha (``planes.merge_alpha_atlases``)."""
+    alpha = {i: _atlas_pixels(bpy.data.images[images[i]]) for i, t in enumerate(layout.textures)
+             if t.kind == "alpha"}
+    for index, values in _planes().merge_alpha_atlases(layout, alpha, k).items():
+        h, w = values.shape
+        img = bpy.data.images.new(f"{name} merged x{k} {layout.textures[index].file}", w, h, alpha=False)
+        img.colorspace_settings.name = "Non-Color"  # before the pixels: changing it resets a generated image
+        img.alpha_mode = "NONE"
+        rgba = np.ones((h, w, 4), np.float32)
+        rgba[..., :3] = values[::-1, :, None]  # Blender stores the bottom row first
+        img.pixels.foreach_set(rgba.ravel())
+        img.update()
+        img.pack()  # generated pixels: kept in the .blend (as PNG), not written beside the bake
+        bpy.data.images.remove(bpy.data.images[images[index]])
+        images[index] = img.name
 
 
 def reference_opacity(layout, images: dict[int, str]) -> float | None:

@@ -190,7 +190,7 @@ def test_an_evaluation_that_fills_the_disk_keeps_the_old_one(tmp_path, monkeypat
     from nex_core.evaluation import evaluate
 
     run = _fake_run(tmp_path)
-    monkeypatch.setattr(evaluate, "render_image", lambda model, ref, cam, chunk, dtype: run.scene.images[0] * 0.9)
+    monkeypatch.setattr(evaluate, "render_views", lambda model, ref, cams: (run.scene.images[0] * 0.9 for _ in cams))
     first = evaluate.evaluate_run(run, with_lpips=False)
     assert sorted(os.listdir(first.out_dir)) == ["metrics.csv", "metrics.json", "view_000.png", "view_000_gt.png",
                                                  "view_001.png", "view_001_gt.png"]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io.output_paths import check_output_dir, replacing_dir
 from ..io.run_files import RunFiles
-from ..runtime.render import render_image
+from ..runtime.plane_render import render_views
 from ..runtime.run import TrainedRun
 
 
@@ -40,9 +40,9 @@ def evaluate_run(run: TrainedRun, out_dir: Path | None = None, with_lpips: bool 
     rows = []
     # Everything goes to a temporary folder that replaces the old eval folder only once complete.
     with replacing_dir(out_dir, EVAL_WHAT, looks_like_eval) as tmp:
-        for k, i in enumerate(scene.test_ids):
-            pred = render_image(run.model, run.ref_camera, scene.cameras[i], run.cfg.train.render_chunk,
-                                run.amp_dtype)
+        # Each plane evaluated once for all held-out views (runtime/plane_render.py), not per view.
+        renders = render_views(run.model, run.ref_camera, [scene.cameras[i] for i in scene.test_ids])
+        for k, (i, pred) in enumerate(zip(scene.test_ids, renders)):
             stem = Path(scene.names[i]).stem
             iio.imwrite(tmp / f"{stem}.png", to_uint8(pred))
             iio.imwrite(tmp / f"{stem}_gt.png", to_uint8(scene.images[i]))

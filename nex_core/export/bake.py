@@ -21,6 +21,7 @@ from ..io.cameras import Camera, relative_pose
 from ..io.mpi_geometry import MPIGeometry
 from ..io.run_files import RunFiles
 from ..model.nex_model import NexModel
+from ..runtime.plane_render import chunk_for, iter_plane_values, texel_centres  # noqa: F401 (shared)
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -83,36 +84,15 @@ def camera_span(ref: Camera, cameras: list[Camera]) -> dict[str, list[float]]:
 # The MPI grid
 
 
-def texel_centres(geom: MPIGeometry, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Normalised (grid_sample, align_corners=False) coordinates of every MPI texel centre, row-major,
-    [H' * W', 2]."""
-    xs = (torch.arange(geom.mpi_width, dtype=torch.float64) + 0.5) * (2.0 / geom.mpi_width) - 1.0
-    ys = (torch.arange(geom.mpi_height, dtype=torch.float64) + 0.5) * (2.0 / geom.mpi_height) - 1.0
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).float().to(device)
-
-
-def chunk_for(model: NexModel, budget_bytes: float) -> int:
-    """Texels per F_theta call so its activations (encoding, two hidden layers, outputs) stay within
-    about ``budget_bytes``."""
-    cfg = model.cfg
-    n_in = 4 * cfg.pos_level + 2 * cfg.depth_level
-    per_texel = (2 * n_in + 3 * cfg.hidden + 2 * (1 + 3 * cfg.basis_out)) * 4
-    return int(max(1024, min(1 << 18, budget_bytes // per_texel)))
-
-
 @torch.no_grad()
 def plane_values(model: NexModel, plane: int, coords: torch.Tensor, chunk: int, alpha: np.ndarray,
                  coeffs: np.ndarray | None) -> None:
     """F_theta over ``coords`` [T, 2] of one plane, chunk by chunk, into ``alpha`` [T] (after its
     sigmoid) and, when given, ``coeffs`` [T, 3N] (after tanh): preallocated float32 arrays."""
-    index = torch.tensor([plane], device=coords.device)
-    offset = model.sigmoid_offset
-    for s in range(0, coords.shape[0], chunk):
-        out = model.plane_outputs(coords[None, s:s + chunk], index)[0].float()
-        alpha[s:s + chunk] = torch.sigmoid(out[:, 0] - offset).cpu().numpy()
-        if coeffs is not None:
-            coeffs[s:s + chunk] = torch.tanh(out[:, 1:]).cpu().numpy()
+    for s, a, c in iter_plane_values(model, plane, coords, chunk, coeffs is not None):
+        alpha[s:s + a.shape[0]] = a.cpu().numpy()
+        if c is not None:
+            coeffs[s:s + c.shape[0]] = c.cpu().numpy()
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..io.cameras import Camera, spiral_path
 from ..io.errors import NexError, SceneError
-from ..runtime.render import render_image
+from ..runtime.plane_render import render_views
 from ..runtime.run import TrainedRun
 
 
@@ -32,14 +32,9 @@ def spiral_cameras(run: TrainedRun, n_frames: int = 60) -> list[Camera]:
 
 def render_frames(run: TrainedRun, cameras: list[Camera],
                   progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
-    """Render cameras to uint8 frames."""
-    frames = []
-    for k, cam in enumerate(cameras):
-        img = render_image(run.model, run.ref_camera, cam, run.cfg.train.render_chunk, run.amp_dtype)
-        frames.append((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
-        if progress:
-            progress(k + 1, len(cameras))
-    return frames
+    """Render cameras to uint8 frames, each plane evaluated once for all of them (runtime/plane_render.py)."""
+    return [(np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+            for img in render_views(run.model, run.ref_camera, cameras, progress=progress)]
 
 
 def ffmpeg_missing() -> str | None:

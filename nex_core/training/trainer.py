@@ -30,6 +30,7 @@ from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
                                   remove_partial_checkpoints, save_checkpoint)
 from ..runtime.device import autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device
+from ..runtime.memory_plan import plan_training_memory
 from ..runtime.render import render_image
 from ..runtime.setup import build_geometry, load_scene_for, model_settings
 from .budget import decay_factor
@@ -141,6 +142,9 @@ class Trainer:
         self.settings = model_settings(cfg, self.geom)
         self.fingerprint = fingerprint(self.settings)
         self._upload_data()
+        # Start only what fits: micro-batches and render chunk from the estimated peak (or a refusal).
+        self.memory_plan = plan_training_memory(cfg, self.model, self.device, self.amp_dtype, self.dist, self.events)
+        self.micro_batches, cfg.train.render_chunk = self.memory_plan.micro_batches, self.memory_plan.render_chunk
         self._resume_if_possible()
         self.length = make_length(self)
         self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)

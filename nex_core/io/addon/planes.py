@@ -9,9 +9,11 @@ texels on every side), with its origin at its centre (EEVEE sorts blended surfac
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 
+from ..errors import ConfigError
 from .shading_spec import tile_offset
 
 OPACITY_BUDGET = 1 << 24  # alpha texels read back to measure the opacity (larger MPIs are not measured)
@@ -82,3 +84,70 @@ def reference_opacity(layout, alpha: dict[int, np.ndarray]) -> float:
     info = layout.info
     inner = transmittance[info.offset:info.offset + info.height, info.offset:info.offset + info.width]
     return float(1.0 - inner.mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# Merged planes: fewer, cheaper planes for Blender (the import's "Merge Planes" option)
+#
+# k consecutive sublayers of one layer become one plane. A layer's k0 and coefficients are per layer in
+# the baked format already, so from the reference view the k planes have one colour per texel and merging
+# them is exact: alpha 1 - prod(1 - a_i) (premultiplied over of equal colours). Off the reference view the
+# parallax between the k planes is lost: the merged plane sits at their mean inverse depth.
+
+
+def merge_groups(info, k: int) -> list[list[int]]:
+    """The planes each merged plane replaces, nearest first: k consecutive sublayers of one layer."""
+    if k < 1 or info.sublayers % k:
+        divisors = [d for d in range(1, info.sublayers + 1) if info.sublayers % d == 0]
+        raise ConfigError(f"merge planes {k}: choose a number that divides the MPI's {info.sublayers} planes per "
+                          f"layer ({', '.join(map(str, divisors))})")
+    return [list(range(j, j + k)) for j in range(0, info.n_planes, k)]
+
+
+def merged_depth(depths) -> float:
+    """Where a merged plane sits: the mean inverse depth of the planes it replaces."""
+    return float(1.0 / np.mean(1.0 / np.asarray(depths, dtype=np.float64)))
+
+
+def merged_info(info, k: int):
+    """The MPIInfo of the merged MPI: ``sublayers / k`` planes per layer at their groups' depths."""
+    groups = merge_groups(info, k)
+    meta = {**info.metadata, "merged_planes": k, "planes_before_merging": info.n_planes}
+    return replace(info, sublayers=info.sublayers // k, metadata=meta,
+                   depths=tuple(merged_depth([info.depths[j] for j in g]) for g in groups))
+
+
+def merged_layout(layout, k: int):
+    """The layout the merged planes are built from: the merged info, and as each merged plane's alpha tile
+    the tile of its group's first plane (which :func:`merge_alpha_atlases` fills with the merged alpha)."""
+    groups = merge_groups(layout.info, k)
+    tiles = {**layout.tiles, "alpha": [layout.tiles["alpha"][g[0]] for g in groups]}
+    return replace(layout, info=merged_info(layout.info, k), tiles=tiles)
+
+
+def merge_alpha(alphas) -> np.ndarray:
+    """The alpha of planes seen through each other, front to back: 1 - prod(1 - a_i)."""
+    transmittance = np.ones_like(np.asarray(alphas[0], dtype=np.float32))
+    for a in alphas:
+        transmittance = transmittance * (1.0 - a)
+    return 1.0 - transmittance
+
+
+def merge_alpha_atlases(layout, alpha: dict[int, np.ndarray], k: int) -> dict[int, np.ndarray]:
+    """New alpha atlases (``alpha[index]``: [H, W] in [0, 1], top row first; every alpha atlas of
+    ``layout``) whose group-first tiles hold the merged alpha, snapped to 8-bit codes; the other tiles are
+    left as they were (no merged plane reads them)."""
+    out = {index: np.array(a, dtype=np.float32, copy=True) for index, a in alpha.items()}
+    tiles = layout.tiles["alpha"]
+    for group in merge_groups(layout.info, k):
+        first = tiles[group[0]]
+        parts = [alpha[t.texture][t.y:t.y + t.h, t.x:t.x + t.w] for t in (tiles[j] for j in group)]
+        out[first.texture][first.y:first.y + first.h, first.x:first.x + first.w] = merge_alpha(parts)
+    return {index: np.round(a * 255.0) / 255.0 for index, a in out.items()}
+
+
+def merged_baked(baked, k: int):
+    """The merged MPI as a BakedMPI (to measure what merging costs with the reference renderer)."""
+    groups = merge_groups(baked.info, k)
+    alpha = np.stack([merge_alpha([baked.alpha[j] for j in g]) for g in groups]).astype(np.float32)
+    return replace(baked, info=merged_info(baked.info, k), alpha=alpha)

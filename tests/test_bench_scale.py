@@ -1,0 +1,69 @@
+"""tools/bench_scale.py's miniature: the whole chain at 80 pixels wide, so the benchmark cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.configs import DEMO_SCENE
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / "tools" / "bench_scale.py"
+
+
+def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_the_miniature_runs_every_stage_and_writes_its_json(tmp_path):
+    skip = [] if importlib.util.find_spec("bpy") else ["--skip", "blender"]
+    out = _run("--scene", str(DEMO_SCENE), "--out", str(tmp_path / "work"), "--width", "80", "--phone-width", "320",
+               "--preset", "tiny", "--steps", "2", "--cycles-samples", "1", *skip)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    result = json.loads((tmp_path / "work" / "bench_scale.json").read_text())
+    rows = {r["stage"]: r for r in result["stages"]}
+    want = ["phone photos", "prepare", "train", "eval", "bake", "view load", "gltf export"]
+    if not skip:
+        want += ["blender", "blender import", "cycles frame", "eevee frame"]
+    assert [r["stage"] for r in result["stages"]] == want
+    for name in want:
+        row = rows[name]
+        assert row["ok"], row
+        if name != "eevee frame" or "seconds" in row:
+            assert row["seconds"] > 0 and row["peak_rss_mb"] > 0, row
+    assert rows["train"]["trained_on"] == "prepared"  # the chain: trained on what prepare made
+    assert rows["eval"]["views"] >= 1 and rows["eval"]["per_view_s"] > 0
+    assert rows["view load"]["fetched_mb"] > 0
+    # Each stage's own peak, not the largest so far: the light stages after training stay light.
+    assert rows["view load"]["peak_rss_mb"] < rows["train"]["peak_rss_mb"]
+    assert rows["bake"]["target_s"] == 120.0 and rows["bake"]["met"] is None  # judged only at 1008 wide
+    assert (tmp_path / "work" / "mpi.glb").stat().st_size > 0
+    if not skip:
+        assert rows["blender"]["planes"] == 8 and rows["blender"]["size"] == [80, 60]
+    assert result["machine"] and result["settings"]["width"] == 80
+    assert "| stage | seconds | peak RSS (MB) |" in out.stdout and "| train |" in out.stdout
+
+
+def test_bad_flags_are_refused_before_anything_runs(tmp_path):
+    out = _run("--scene", str(DEMO_SCENE), "--out", str(tmp_path / "w"), "--skip", "train,nonsense", timeout=120)
+    assert out.returncode == 2 and "unknown stage(s) nonsense" in out.stderr
+    out = _run("--scene", str(tmp_path), "--out", str(tmp_path / "w"), timeout=120)
+    assert out.returncode == 2 and "no images/ folder" in out.stderr
+
+
+def test_minutes_is_refused_where_nex_train_lacks_it(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    helptext = subprocess.run([sys.executable, "-m", "nex_core.cli", "train", "--help"], cwd=ROOT,
+                              capture_output=True, text=True, env=env).stdout
+    if "--minutes" in helptext:
+        pytest.skip("nex train has --minutes: bench_scale passes it through")
+    out = _run("--scene", str(DEMO_SCENE), "--out", str(tmp_path / "w"), "--minutes", "5", timeout=120)
+    assert out.returncode != 0 and "this nex train has no --minutes flag yet; pass --steps" in out.stderr
+    assert not (tmp_path / "w" / "phone").exists()  # refused before the first stage

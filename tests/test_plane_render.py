@@ -1,0 +1,93 @@
+"""The once-per-plane renderer against the per-view network render and a slow all-planes reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from support.models import random_model
+
+from nex_core.export.bake import bake_model
+from nex_core.model.mpi import (CameraBatch, composite_over, pixel_grid, plane_intersections,
+                                rays_in_reference_frame)
+from nex_core.runtime.plane_render import render_views, view_groups, view_state_bytes
+from nex_core.runtime.render import render_image
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(-10.0 * np.log10(max(np.mean((a - b) ** 2), 1e-20)))
+
+
+def textures_reference(model, ref, cam) -> np.ndarray:
+    """Every plane's textures from the bake, sampled where each pixel's ray meets every plane (edge texels
+    repeated outside), the basis from the model per pixel, composited over all planes at once."""
+    baked = bake_model(model, model.geom, ref, [cam, ref])
+    cfg = model.cfg
+    L, S, N = cfg.layers, cfg.sublayers, cfg.basis_out
+    cams = CameraBatch.from_cameras(ref, [cam])
+    uv = pixel_grid(cam.width, cam.height)
+    o, d = rays_in_reference_frame(cams, torch.zeros(uv.shape[0], dtype=torch.long), uv)
+    coords, valid = plane_intersections(model.geom, o, d, model.depths)  # [D, R, 2]
+
+    def sample(tex: np.ndarray, xy: torch.Tensor, padding: str) -> torch.Tensor:  # tex [P, C, h, w]
+        return F.grid_sample(torch.from_numpy(tex), xy[:, :, None, :], mode="bilinear", padding_mode=padding,
+                             align_corners=False)[..., 0]  # [P, C, R]
+
+    alpha = sample(baked.alpha[:, None], coords, "border")[:, 0] * valid  # [D, R]
+    coeff = sample(baked.coeffs.reshape(L, *baked.coeffs.shape[1:3], 3 * N).transpose(0, 3, 1, 2),
+                   coords[::S], "border")  # [L, 3N, R], at each layer's first plane
+    basis = model.basis_values(F.normalize(d, dim=-1)).detach()  # [R, N]
+    specular = (coeff.reshape(L, 3, N, -1) * basis.T[None, None]).sum(2)  # [L, 3, R]
+    k0 = sample(baked.k0.transpose(0, 3, 1, 2), coords.reshape(L, S * coords.shape[1], 2), "zeros")
+    k0 = k0.reshape(L, 3, S, -1).permute(0, 2, 1, 3).reshape(L * S, 3, -1)  # [D, 3, R]
+    colour = torch.clamp(k0 + specular.repeat_interleave(S, 0), 0.0, 1.0)
+    rgb, _ = composite_over(colour, alpha[:, None])
+    return rgb.T.reshape(cam.height, cam.width, 3).numpy()
+
+
+@pytest.mark.parametrize("basis, field, sublayers", [("learned", "mlp", 2), ("sh", "mlp", 3),
+                                                     ("learned", "grid", 2)])
+def test_reference_view_equals_the_per_view_network_render(basis, field, sublayers):
+    """From the reference camera every ray meets every plane at a texel centre: nothing is interpolated."""
+    model, _, ref, _ = random_model(basis, sublayers=sublayers, seed=3, field=field)
+    got = next(render_views(model, ref, [ref]))
+    want = render_image(model, ref, ref)
+    assert got.shape == want.shape == (ref.height, ref.width, 3)
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_other_views_equal_the_all_planes_texture_reference():
+    model, _, ref, cams = random_model("learned", sublayers=3, seed=4)
+    views = cams[:3] + [cams[3].resized(25)]  # another size and intrinsics too
+    for cam, got in zip(views, render_views(model, ref, views)):
+        want = textures_reference(model, ref, cam)
+        assert np.abs(got - want).max() < 1e-4
+
+
+def test_other_views_are_close_to_the_network_render():
+    """Off the reference view, alpha and coefficients are interpolated between texel centres (as in the
+    baked MPI): close to the network's own values, not equal."""
+    model, _, ref, cams = random_model("learned", seed=5)
+    for cam, got in zip(cams[:3], render_views(model, ref, cams[:3])):
+        assert psnr(got, render_image(model, ref, cam)) >= 38.0
+
+
+def test_passes_within_a_small_budget_give_the_same_images():
+    model, _, ref, cams = random_model("sh", seed=6)
+    one_view = view_state_bytes(model, cams[0])
+    assert [len(g) for g in view_groups(model, cams[:4], 2.5 * one_view)] == [2, 2]
+    seen = []
+    split = list(render_views(model, ref, cams[:4], budget_bytes=2.5 * one_view,
+                              progress=lambda k, n: seen.append((k, n))))
+    whole = list(render_views(model, ref, cams[:4]))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for a, b in zip(split, whole):
+        assert np.abs(a - b).max() < 1e-6
+
+
+def test_the_model_mode_is_restored():
+    model, _, ref, cams = random_model("sh", seed=7)
+    model.train()
+    list(render_views(model, ref, cams[:1]))
+    assert model.training
