@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from support.models import random_model
 
 from nex_core.export.bake import bake_model
-from nex_core.model.mpi import (CameraBatch, composite_over, pixel_grid, plane_intersections,
+from nex_core.model.mpi import (CameraBatch, composite_in, pixel_grid, plane_intersections,
                                 rays_in_reference_frame)
 from nex_core.runtime.plane_render import render_views, view_groups, view_state_bytes
 from nex_core.runtime.render import render_image
@@ -42,23 +42,26 @@ def textures_reference(model, ref, cam) -> np.ndarray:
     k0 = sample(baked.k0.transpose(0, 3, 1, 2), coords.reshape(L, S * coords.shape[1], 2), "zeros")
     k0 = k0.reshape(L, 3, S, -1).permute(0, 2, 1, 3).reshape(L * S, 3, -1)  # [D, 3, R]
     colour = torch.clamp(k0 + specular.repeat_interleave(S, 0), 0.0, 1.0)
-    rgb, _ = composite_over(colour, alpha[:, None])
+    rgb, _ = composite_in(cfg.compositing, colour, alpha[:, None])
     return rgb.T.reshape(cam.height, cam.width, 3).numpy()
 
 
-@pytest.mark.parametrize("basis, field, sublayers", [("learned", "mlp", 2), ("sh", "mlp", 3),
-                                                     ("learned", "grid", 2)])
-def test_reference_view_equals_the_per_view_network_render(basis, field, sublayers):
-    """From the reference camera every ray meets every plane at a texel centre: nothing is interpolated."""
-    model, _, ref, _ = random_model(basis, sublayers=sublayers, seed=3, field=field)
+@pytest.mark.parametrize("basis, field, sublayers, compositing", [
+    ("learned", "mlp", 2, "srgb"), ("sh", "mlp", 3, "srgb"), ("learned", "grid", 2, "srgb"),
+    ("learned", "mlp", 2, "linear")])
+def test_reference_view_equals_the_per_view_network_render(basis, field, sublayers, compositing):
+    """From the reference camera every ray meets every plane at a texel centre: nothing is interpolated
+    (in either compositing space)."""
+    model, _, ref, _ = random_model(basis, sublayers=sublayers, seed=3, field=field, compositing=compositing)
     got = next(render_views(model, ref, [ref]))
     want = render_image(model, ref, ref)
     assert got.shape == want.shape == (ref.height, ref.width, 3)
     assert np.abs(got - want).max() < 1e-4
 
 
-def test_other_views_equal_the_all_planes_texture_reference():
-    model, _, ref, cams = random_model("learned", sublayers=3, seed=4)
+@pytest.mark.parametrize("compositing", ["srgb", "linear"])
+def test_other_views_equal_the_all_planes_texture_reference(compositing):
+    model, _, ref, cams = random_model("learned", sublayers=3, seed=4, compositing=compositing)
     views = cams[:3] + [cams[3].resized(25)]  # another size and intrinsics too
     for cam, got in zip(views, render_views(model, ref, views)):
         want = textures_reference(model, ref, cam)

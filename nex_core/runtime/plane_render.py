@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..io.cameras import Camera
 from ..io.mpi_geometry import MPIGeometry
+from ..model.colour_space import linear_to_srgb, srgb_to_linear
 from ..model.fused_mlp import fused_trunk, trunk_input
 from ..model.mpi import CameraBatch, pixel_grid, rays_in_reference_frame, sample_planes
 from ..model.nex_model import NexModel
@@ -216,6 +217,7 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
     device = next(model.parameters()).device
     h, w, n, S = geom.mpi_height, geom.mpi_width, cfg.basis_out, cfg.sublayers
     views = [_make_view(model, ref, cam, device) for cam in cameras]
+    linear = cfg.compositing == "linear"  # composite as the model was trained (see mpi.composite_in)
     grid = texel_centres(geom, device).reshape(h, w, 2)
     alpha_tex = torch.zeros(1, 1, h, w, device=device)
     coeff_tex = torch.zeros(1, 3 * n, h, w, device=device)
@@ -238,8 +240,13 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
                 view.specular = (c.reshape(3, n, -1) * view.basis.T[None]).sum(1)
             a = _sample_clamped(alpha_tex, coords)[0] * valid  # [R]
             colour = torch.clamp(sample_planes(k0, coords)[0] + view.specular, 0.0, 1.0)
+            if linear:
+                colour = srgb_to_linear(colour)
             view.colour += colour * (a * view.transmittance)
             view.transmittance *= 1.0 - a
+    if linear:
+        for view in views:
+            view.colour = linear_to_srgb(view.colour)
     return [v.colour.T.reshape(v.camera.height, v.camera.width, 3).cpu().numpy() for v in views]
 
 
