@@ -89,7 +89,7 @@ class TrainConfig:
     # identity. "affine": a 3x3 + bias per training photo, centred so that their mean is the identity.
     appearance: str = "off"  # "off" or "affine"
     appearance_weight: float = 1e-3  # L2 pull of each photo's transform towards the identity
-    lr_appearance: float = 1e-3
+    lr_appearance: float = 1e-2  # each photo's transform sees only its own rays: a higher rate than the MLP's
 
 
 @dataclass

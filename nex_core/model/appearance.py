@@ -1,10 +1,10 @@
-"""Per-training-photo colour compensation: an affine colour transform per training image, used in training only.
+"""Per-training-photo colour compensation: an affine colour transform per training image, in training only.
 
 Photos of one capture differ in exposure and white balance; without compensation the model learns those
 differences as view-dependent colour, which is wrong at every other view. With ``train.appearance =
 "affine"`` each training image ``i`` gets ``c' = c + D_i (c - 0.5) + b_i`` applied to the rendered colour
-``c`` (a 3x3 matrix and a bias, an affine map, in the model's output space, as the per-image affine colour of NeRF-W-style
-appearance models and the "colour-corrected" evaluation of Mip-NeRF 360 style works). The output space is
+``c``: a 3x3 matrix and a bias, an affine map in the model's output space, as the per-image affine colour of
+NeRF-W-style appearance models and the "colour-corrected" evaluation of Mip-NeRF 360 style works. The space is
 sRGB-encoded, so a linear-light exposure gain is only approximately affine there; over +-1 EV the affine
 fit is close, and it also covers white balance and a black-level shift.
 
