@@ -39,7 +39,7 @@ def test_transforms_are_centred_and_apply_per_ray() -> None:
         i = int(index[r])
         assert torch.allclose(out[r], colour[r] + d[i] @ (colour[r] - 0.5) + b[i], atol=1e-6)
     expected_reg = 0.5 * np.mean([float((d[i] ** 2).sum() + (b[i] ** 2).sum()) for i in range(5)])
-    assert float(app.regulariser()) == pytest.approx(expected_reg, rel=1e-5)
+    assert float(app.regulariser().detach()) == pytest.approx(expected_reg, rel=1e-5)
     out.sum().backward()
     assert app.matrix.grad is not None and app.bias.grad is not None
 
@@ -125,6 +125,50 @@ def drifted(tmp_path_factory) -> tuple[Path, dict, list[str]]:
 # ------------------------------------------------------------------------------ checkpoints
 
 
+def _fit_transforms_alone(weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rays of a fixed scene (random colours) in 6 photos with known gains (+-0.4 stops per channel) and
+    biases (+-0.03), their mean the identity, the photos rounded to 8 bits; only the transforms learn (Adam
+    at the default rate, to convergence). Returns (true gains, true biases, learned A [6, 3, 3], t [6, 3])."""
+    rng = np.random.default_rng(0)
+    n, rays = 6, 6000
+    gains = 2.0 ** rng.uniform(-0.4, 0.4, (n, 3))
+    gains /= gains.mean(0)
+    biases = rng.uniform(-0.03, 0.03, (n, 3))
+    biases -= biases.mean(0)
+    colour = torch.from_numpy(rng.uniform(0.05, 0.7, (rays, 3))).float()
+    index = torch.from_numpy(rng.integers(0, n, rays))
+    photo = colour * torch.from_numpy(gains).float()[index] + torch.from_numpy(biases).float()[index]
+    assert float(photo.min()) > 0 and float(photo.max()) < 1  # no clipping: the drift is exactly affine
+    target = torch.round(photo * 255) / 255
+    cfg = tiny_config(appearance="affine", appearance_weight=weight)
+    app = AppearanceTransform.from_config(cfg.train, n)
+    optimizer = torch.optim.Adam(parameter_group(app, cfg.train.lr_appearance))
+    for _ in range(800):
+        optimizer.zero_grad()
+        loss = ((app(colour, index) - target) ** 2).mean() + app.regulariser()
+        loss.backward()
+        optimizer.step()
+    matrices, offsets = (x.numpy() for x in app.gains_and_biases())
+    mapped = torch.einsum("rij,rj->ri", torch.from_numpy(matrices)[index], colour) + torch.from_numpy(offsets)[index]
+    assert torch.allclose(app(colour, index).detach(), mapped, atol=1e-5)  # the affine form is the same map
+    return gains, biases, matrices, offsets
+
+
+def test_transforms_recover_known_gains_and_biases_of_a_fixed_scene() -> None:
+    """Unregularised, the known transforms come back to 0.002 (8-bit rounding averages out over ~1000 rays
+    a photo; the drift is up to 0.3). With the default pull to the identity each gain's deviation is shrunk
+    (by ~9% here, the regulariser's purpose) but keeps its sign and most of its size."""
+    gains, biases, matrices, offsets = _fit_transforms_alone(0.0)
+    diag = np.diagonal(matrices, axis1=1, axis2=2)
+    assert np.abs(gains - 1).max() > 0.2
+    assert np.abs(diag - gains).max() < 0.002 and np.abs(offsets - biases).max() < 0.002
+    assert np.abs(matrices - np.eye(3) * diag[:, :, None]).max() < 0.002
+    gains, _, matrices, _ = _fit_transforms_alone(tiny_config().train.appearance_weight)
+    deviation, learned = gains - 1, np.diagonal(matrices, axis1=1, axis2=2) - 1
+    assert np.all(np.abs(learned - deviation) <= 0.12 * np.abs(deviation) + 0.002)
+    assert np.all(np.abs(learned) <= np.abs(deviation) + 0.002)
+
+
 def _train(scene: Path | None, run_dir: Path, **train) -> Trainer:
     cfg = tiny_config(**train)
     if scene is not None:
@@ -167,3 +211,29 @@ def test_a_checkpoint_without_the_transform_still_loads(tmp_path: Path) -> None:
     app = AppearanceTransform(4, "affine")
     app.load_from_checkpoint(data)  # nothing to load: stays the identity
     assert not app.matrix.detach().any() and not app.bias.detach().any()
+
+
+@pytest.fixture(scope="module")
+def drifted_runs(drifted, tmp_path_factory) -> dict[str, Trainer]:
+    """The tiny preset on the drifted scene, with and without compensation. A fixed (spherical-harmonics)
+    view basis: smooth in the view direction, it cannot fit a random gain per photo, so the split between
+    the photos' colours and the scene's view dependence is identifiable (with the learned basis it is not,
+    see docs/benchmarks.md)."""
+    scene, _, _ = drifted
+    runs = {}
+    for mode in ("off", "affine"):
+        cfg = tiny_config(steps=150, images_per_step=17, appearance=mode, checkpoint_every=1000)
+        cfg.data.scene = str(scene)
+        cfg.model.basis = "sh"
+        runs[mode] = Trainer(cfg, tmp_path_factory.mktemp(f"run_{mode}"))
+        runs[mode].result = runs[mode].train()
+    return runs
+
+
+@pytest.mark.slow
+def test_compensation_improves_the_held_out_identity_score(drifted_runs) -> None:
+    """The held-out photos have no drift: rendered with the identity, the compensated run is closer to
+    them (19.57 against 19.45 dB when written; the colour transforms of a 150-step run are far from the
+    true ones, whose recovery is checked on a fixed scene below)."""
+    off, affine = (drifted_runs[m].result.test_psnr for m in ("off", "affine"))
+    assert affine > off + 0.05

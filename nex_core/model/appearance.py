@@ -15,7 +15,9 @@ the capture's average appearance, which is also the best guess for a held-out ph
 unknown. (Fixing the reference view to identity would tie the scene to one arbitrary photo instead.)
 An L2 penalty ``weight * mean_i (|D_i|^2 + |b_i|^2)`` pulls each photo towards identity, so that only
 image-wide colour changes the data supports are absorbed. The bake and every renderer use the model alone,
-i.e. the identity.
+i.e. the identity. The training photos alone do not decide how a photo's colour splits between its
+transform and the scene's view dependence (NeX's learned basis can fit a per-photo gain as well); what
+the split comes to in practice is measured in docs/benchmarks.md.
 """
 
 from __future__ import annotations
