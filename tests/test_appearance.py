@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import drift_scene  # tools/ is on pytest's pythonpath
@@ -237,3 +238,22 @@ def test_compensation_improves_the_held_out_identity_score(drifted_runs) -> None
     true ones, whose recovery is checked on a fixed scene below)."""
     off, affine = (drifted_runs[m].result.test_psnr for m in ("off", "affine"))
     assert affine > off + 0.05
+
+
+def test_drift_tool_round_trips_and_records_the_drift(tmp_path: Path) -> None:
+    img = np.random.default_rng(1).random((5, 7, 3))
+    same = drift_scene.apply_drift(img, np.ones(3), np.zeros(3), "linear")
+    assert np.allclose(same, img, atol=1e-9)  # decode-encode is the identity
+    double = drift_scene.apply_drift(img, np.full(3, 2.0), np.zeros(3), "linear")
+    lin = drift_scene.srgb_to_linear
+    assert np.allclose(lin(double), np.minimum(2 * lin(img), 1.0), atol=1e-9)  # one stop in linear light
+    names = drift_scene.image_names(DEMO_SCENE)
+    drifts = drift_scene.draw_drifts(names, seed=2, ev=1.0, wb=0.25, bias=0.0, keep={names[0]})
+    assert drifts == drift_scene.draw_drifts(names, seed=2, ev=1.0, wb=0.25, bias=0.0, keep={names[0]})
+    assert drifts[names[0]] == {"gain": [1.0, 1.0, 1.0], "bias": [0.0, 0.0, 0.0]}
+    assert all(0.5 * 2**-0.25 <= g <= 2 * 2**0.25 for d in drifts.values() for g in d["gain"])
+    out = drift_scene.write_drifted_scene(DEMO_SCENE, tmp_path / "scene", drifts)
+    assert json.loads((out / "drift.json").read_text())["photos"] == drifts
+    assert (out / "images" / names[0]).read_bytes() == (DEMO_SCENE / "images" / names[0]).read_bytes()
+    with pytest.raises(SystemExit, match="already exists"):
+        drift_scene.write_drifted_scene(DEMO_SCENE, out, drifts)

@@ -76,6 +76,8 @@ def write_drifted_scene(scene: Path, out: Path, drifts: dict[str, dict[str, list
         raise SystemExit(f"{out}: already exists; choose a new output folder")
     shutil.copytree(scene, out)
     for name, d in drifts.items():
+        if d["gain"] == [1.0, 1.0, 1.0] and d["bias"] == [0.0, 0.0, 0.0]:
+            continue  # kept as copied, byte for byte
         path = out / "images" / name
         with Image.open(path) as im:
             if im.mode not in ("RGB", "RGBA", "L"):
