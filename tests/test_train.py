@@ -127,7 +127,7 @@ def test_cli_eval_and_render(tiny_run, tmp_path, capsys):
     run_dir, _ = tiny_run
     assert main(["eval", str(run_dir), "--no-lpips"]) == 0
     lines = (run_dir / "eval" / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "view,psnr,ssim,lpips" and lines[-1].startswith("mean,")
+    assert lines[0] == "view,psnr,ssim,lpips,psnr_colour_fit" and lines[-1].startswith("mean,")
     assert float(lines[-1].split(",")[1]) > TINY_PSNR_BAR
     assert main(["render", str(run_dir), "--out", str(tmp_path / "r"), "--frames", "4"]) == 0
     assert (tmp_path / "r" / "spiral.mp4").stat().st_size > 1000

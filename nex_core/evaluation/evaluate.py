@@ -1,4 +1,11 @@
-"""Held-out evaluation of a trained run: renders, per-view metrics, ``eval/metrics.csv``."""
+"""Held-out evaluation of a trained run: renders, per-view metrics, ``eval/metrics.csv``.
+
+Every view is rendered as the bake and renderers show it, with the identity colour transform (a run
+trained with per-photo appearance compensation has no transform for a held-out photo): that is ``psnr``.
+``psnr_colour_fit`` is the score appearance-compensated methods report besides it: the render after an
+affine colour correction fitted on the other half of the same photo (``metrics.colour_fitted_psnr``).
+It is computed for every run, so runs with and without compensation compare on both.
+"""
 
 from __future__ import annotations
 
@@ -50,15 +57,18 @@ def evaluate_run(run: TrainedRun, out_dir: Path | None = None, with_lpips: bool 
             rows.append({"view": stem, **scores})
             if progress:
                 progress(k + 1, len(scene.test_ids))
-        empty = {"psnr": None, "ssim": None, "lpips": None}
-        mean = mean_metrics([{k: r[k] for k in ("psnr", "ssim", "lpips")} for r in rows]) if rows else empty
+        mean = mean_metrics([{k: r[k] for k in METRIC_KEYS} for r in rows]) if rows else dict.fromkeys(METRIC_KEYS)
         _write_csv(tmp / "metrics.csv", rows, mean)
         (tmp / "metrics.json").write_text(json.dumps(
-            {"step": run.step, "views": rows, "mean": mean, "lpips_note": "" if use_lpips else note},
+            {"step": run.step, "views": rows, "mean": mean, "lpips_note": "" if use_lpips else note,
+             "appearance": run.cfg.train.appearance, "psnr_colour_fit_note": COLOUR_FIT_NOTE},
             indent=2, allow_nan=True), encoding="utf-8")
     return EvalResult(rows, mean, "" if use_lpips else note, out_dir)
 
 
+METRIC_KEYS = ("psnr", "ssim", "lpips", "psnr_colour_fit")
+COLOUR_FIT_NOTE = ("PSNR after a least-squares affine colour transform (3x3 + bias) fitted on the other half of "
+                   "the photo: left half fitted, right half scored, and the reverse; both halves pooled")
 EVAL_WHAT = "held-out evaluation folder"
 _EVAL_SUFFIXES = {".png", ".csv", ".json"}
 
@@ -80,7 +90,7 @@ def _write_csv(path: Path, rows: list[dict], mean: dict) -> None:
 
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["view", "psnr", "ssim", "lpips"])
+        writer.writerow(["view", *METRIC_KEYS])
         for r in rows:
-            writer.writerow([r["view"], fmt(r["psnr"]), fmt(r["ssim"]), fmt(r.get("lpips"))])
-        writer.writerow(["mean", fmt(mean.get("psnr")), fmt(mean.get("ssim")), fmt(mean.get("lpips"))])
+            writer.writerow([r["view"], *(fmt(r.get(k)) for k in METRIC_KEYS)])
+        writer.writerow(["mean", *(fmt(mean.get(k)) for k in METRIC_KEYS)])

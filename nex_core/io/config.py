@@ -100,6 +100,11 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints, besides those of checkpoints (0: none)
     keep_checkpoints: int = 2
     render_chunk: int = 4096  # rays per chunk when rendering whole images
+    # Per-photo colour compensation (model/appearance.py), in training only: the bake and renderers use the
+    # identity. "affine": a 3x3 + bias per training photo, centred so that their mean is the identity.
+    appearance: str = "off"  # "off" or "affine"
+    appearance_weight: float = 1e-3  # L2 pull of each photo's transform towards the identity
+    lr_appearance: float = 1e-2  # each photo's transform sees only its own rays: a higher rate than the MLP's
 
 
 @dataclass

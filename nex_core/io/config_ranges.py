@@ -110,6 +110,10 @@ RULES: dict[str, Rule] = {
     "train.checkpoint_every": Rule(0, 1e9, note="0: none by steps"),
     "train.keep_checkpoints": Rule(1, 1e6),
     "train.render_chunk": Rule(64, 1 << 26, note="rays per chunk when rendering whole images"),
+    # [train] per-photo colour compensation
+    "train.appearance": Rule(choices=("off", "affine")),
+    "train.appearance_weight": Rule(0, 1e6, note="0: no pull towards the identity (the mean stays identity)"),
+    "train.lr_appearance": Rule(0, 10, low_open=True),
 }
 
 

@@ -4,6 +4,12 @@ compatibility.
 A checkpoint file is torch's serialisation followed by a 40-byte trailer: ``NEXSHA2\0`` and the
 SHA-256 of everything before it. The trailer catches damage that still unzips (a flipped bit in a
 tensor, a file cut at a zip-entry boundary), which ``torch.load`` alone would not notice.
+
+The payload is the trainer's: ``model``, ``optimizer``, ``generator`` and so on, and ``appearance``, the
+per-photo colour transforms (``model/appearance.py``; an empty dict when they are off). Checkpoints
+written before the transforms existed have no ``appearance`` entry and still load: training from them
+starts the transforms at the identity, and nothing else reads them (renders and the bake use the model
+alone).
 """
 
 from __future__ import annotations

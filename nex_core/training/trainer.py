@@ -25,6 +25,7 @@ from ..io.config import RunConfig
 from ..io.errors import DamagedCheckpointError, TrainingError
 from ..io.events import EventLog, Listener
 from ..io.run_files import PREVIEW_FILE
+from ..model.appearance import AppearanceTransform, parameter_group
 from ..model.mpi import CameraBatch, rays_in_reference_frame
 from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
@@ -79,15 +80,15 @@ def gradient_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 class TrainingObjective(torch.nn.Module):
-    """The model's render and its k0 regulariser in one forward pass (what DDP wraps)."""
+    """The render in each ray's photo's colours and the k0 regulariser in one forward pass (what DDP wraps)."""
 
-    def __init__(self, model: NexModel):
+    def __init__(self, model: NexModel, appearance: AppearanceTransform):
         super().__init__()
-        self.model = model
+        self.model, self.appearance = model, appearance
 
-    def forward(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, origins: Tensor, dirs: Tensor, image_index: Tensor) -> tuple[Tensor, Tensor]:
         k0_images = self.model.k0_images()  # once per step: the render and the TV term share it
-        return self.model(origins, dirs, k0_images), self.model.tv_loss(k0_images)
+        return self.appearance(self.model(origins, dirs, k0_images), image_index), self.model.tv_loss(k0_images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,6 +130,7 @@ class Trainer:
         self.geom = build_geometry(self.scene, cfg)
         torch.manual_seed(cfg.train.seed)
         self.model = NexModel(cfg.model, self.geom).to(self.device)
+        self.appearance = AppearanceTransform.from_config(cfg.train, len(self.scene.train_ids)).to(self.device)
         self.optimizer = self._make_optimizer()
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.step = 0
@@ -147,7 +149,7 @@ class Trainer:
         self.micro_batches, cfg.train.render_chunk = self.memory_plan.micro_batches, self.memory_plan.render_chunk
         self._resume_if_possible()
         self.length = make_length(self)
-        self.objective = wrap_model(TrainingObjective(self.model), self.dist, self.device)
+        self.objective = wrap_model(TrainingObjective(self.model, self.appearance), self.dist, self.device)
 
     # ---- setup ------------------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ class Trainer:
         lrs = {"mlp": t.lr, "grid": t.lr_grid, "basis": t.lr_basis, "k0": t.lr_k0}
         param_groups = [{"params": groups[name], "lr": lrs[name], "name": name, "base_lr": lrs[name]}
                         for name in ("mlp", "grid", "basis", "k0") if groups.get(name)]
+        param_groups += parameter_group(self.appearance, t.lr_appearance)
         # The fused kernel updates each tensor in one pass (the k0 images and feature grids are large);
         # the same arithmetic as the default loop up to rounding.
         try:
@@ -194,6 +197,7 @@ class Trainer:
         """Model, optimiser, sampler and step from a checkpoint."""
         data = load_checkpoint(path, self.fingerprint, map_location=self.device)
         self.model.load_state_dict(data["model"])
+        self.appearance.load_from_checkpoint(data)
         self.optimizer.load_state_dict(data["optimizer"])
         self.gen.set_state(data["generator"])
         self.step = int(data["step"])
@@ -263,15 +267,15 @@ class Trainer:
             sync = nullcontext() if last or not self.dist.enabled else self.objective.no_sync()
             with sync:
                 with ctx:
-                    pred, tv = self.objective(origins, dirs)
+                    pred, tv = self.objective(origins, dirs, idx)
                 pred = pred.float()
                 share = piece.shape[0] / total
                 mse = ((pred - target) ** 2).mean()
                 loss = share * mse
                 if t.grad_weight:
                     loss = loss + share * t.grad_weight * gradient_loss(pred, target)
-                if t.tv_weight and k == 0:
-                    loss = loss + t.tv_weight * tv
+                if k == 0:  # once per step: k0's TV and the pull of the colour transforms to the identity
+                    loss = loss + (t.tv_weight * tv if t.tv_weight else 0.0) + self.appearance.regulariser()
                 self.grad_scaler.scale(loss).backward()
             loss_sum += float(loss.detach())
             mse_sum += share * float(mse.detach())
@@ -311,7 +315,7 @@ class Trainer:
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "generator": self.gen.get_state(), "fingerprint": self.fingerprint,
                    "lr_scale": self.lr_scale, "grad_scaler": self.grad_scaler.state_dict(),
-                   "settings": repr(self.settings), "budget": budget}
+                   "settings": repr(self.settings), "budget": budget, "appearance": self.appearance.state_dict()}
         path = save_checkpoint(self.run_dir, self.step, payload, keep=self.cfg.train.keep_checkpoints)
         self.events.emit("train", "checkpoint", step=self.step, path=str(path))
         self.write_preview()
