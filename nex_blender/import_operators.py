@@ -55,7 +55,7 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                                  description="Full NeX shading (reflections move with the view); off: base colour "
                                              "only, a cheaper shader")
     linear_output: BoolProperty(name="Scene-Linear Colour", default=True,
-                                description="Convert the trained sRGB colours to scene-linear (right with the "
+                                description="Convert the trained sRGB colours to scene-linear (exact for MPIs trained with --compositing linear; right with the "
                                             "Standard view transform and next to your own objects)")
     filtering: EnumProperty(name="Filtering", items=shading.FILTERING_ITEMS, default="EXACT")
     cast_shadows: BoolProperty(name="Cast Shadows", default=False,
@@ -68,6 +68,11 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                                      description="Switch the scene to the view transform under which the MPI shows "
                                                  "the photographs' colours (Standard, or Raw without scene-linear "
                                                  "colour)")
+    exact_pixels: BoolProperty(name="Exact Pixels", default=False,
+                               description="Set the render settings under which the planes render exactly as "
+                                           "nex_core renders them: a 0.01-pixel filter in Cycles and none in "
+                                           "EEVEE (sharper, but your own objects lose anti-aliasing), transparent "
+                                           "bounces for every plane")
     merge_planes: IntProperty(name="Merge Planes", default=1, min=1, max=64,
                               description="Build one plane from every N consecutive planes of a layer (their "
                                           "alpha composited; N must divide the planes per layer): faster in "
@@ -82,7 +87,7 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                                               cast_shadows=self.cast_shadows,
                                               holdout=self.holdout, pack_images=self.pack_images,
                                               set_view_transform=self.set_view_transform,
-                                              merge_planes=self.merge_planes)
+                                              merge_planes=self.merge_planes, exact_pixels=self.exact_pixels)
         try:
             result = mpi_import.import_mpi(context, options)
         except _errors().NexError as exc:
@@ -97,6 +102,12 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                     f"(Render Properties > Light Paths) so every plane shows")
         if result.view_transform:
             msg += f"; view transform changed from {result.view_transform[0]} to {result.view_transform[1]}"
+        if result.render_settings:
+            msg += "; for exact pixels " + ", ".join(f"{path} {before} -> {after}"
+                                                    for path, before, after in result.render_settings)
+        msg += ("; Blender composites its planes exactly as they were trained" if result.exact_compositing
+                else "; Blender composites its planes in another colour space than they were trained in (see "
+                     "the warning)")
         self.report({"INFO"}, msg)
         for obj in context.view_layer.objects.selected:
             obj.select_set(False)

@@ -27,11 +27,14 @@ from . import _core, camera_import, mpi_node, shading
 RIG_TAG = "nex_mpi_rig"
 PLANE_TAG = "nex_mpi_plane"
 BOUNCE_MARGIN = 8  # transparent bounces left for the user's own transparent objects
-OPAQUE_ENOUGH = 0.9  # below this mean opacity, scene-linear colours visibly differ from NeX's compositing
 
 
 def _planes():
     return _core.module("addon.planes")
+
+
+def _colour():
+    return _core.module("addon.colour")
 
 
 @dataclass
@@ -46,6 +49,7 @@ class MPIImportOptions:
     pack_images: bool = False
     raise_transparent_bounces: bool = True
     set_view_transform: bool = False  # Standard (scene-linear colours) or Raw (display-referred)
+    exact_pixels: bool = False  # apply colour.exact_render_settings (pixel filters, transparent bounces)
     merge_planes: int = 1  # k > 1: every k consecutive planes of a layer as one (see planes.merge_groups)
 
 
@@ -58,6 +62,8 @@ class MPIImportResult:
     bounces: tuple[int, int] | None  # Cycles transparent bounces (before, after) when raised
     warnings: list[str] = field(default_factory=list)
     view_transform: tuple[str, str] | None = None  # (before, after) when changed
+    exact_compositing: bool = False  # Blender composites the planes as training did
+    render_settings: list[tuple[str, object, object]] = field(default_factory=list)  # (path, before, after)
 
 
 def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
@@ -113,11 +119,10 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
         rig["nex_planes_before_merging"] = info.metadata["planes_before_merging"]
     if opacity is not None:
         rig["nex_mean_opacity"] = opacity
-        if options.linear_output and opacity < OPAQUE_ENOUGH:
-            warnings.append(
-                f"this MPI is only {100 * opacity:.0f}% opaque on average: its half-transparent planes mix in linear "
-                f"light here but in sRGB values in NeX, so it will look different from NeX's own render; for NeX's "
-                f"exact look import it with Scene-Linear Colour off and use the Raw view transform")
+    rig["nex_compositing"] = info.compositing
+    advice = _colour().colour_mode_advice(info.compositing, options.linear_output, opacity)
+    if advice:
+        warnings.append(advice)
 
     materials: dict[tuple, object] = {}
     planes = []
@@ -154,6 +159,7 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
         set_plane_options(obj, cast_shadows=options.cast_shadows, holdout=options.holdout)
         planes.append(obj)
 
+    applied = apply_exact_settings(scene, info.n_planes) if options.exact_pixels else []
     bounces = None
     if options.raise_transparent_bounces and hasattr(scene, "cycles"):
         before = scene.cycles.transparent_max_bounces
@@ -177,7 +183,27 @@ def import_mpi(context, options: MPIImportOptions) -> MPIImportResult:
         else:
             warnings.append(f"this scene uses the {scene.view_settings.view_transform} view transform; the MPI shows "
                             f"the photographs' colours under {view} (Render Properties > Color Management)")
-    return MPIImportResult(rig, planes, list(materials.values()), coll, bounces, warnings, changed)
+    exact = _colour().exact_in_blender(info.compositing, options.linear_output)
+    return MPIImportResult(rig, planes, list(materials.values()), coll, bounces, warnings, changed, exact, applied)
+
+
+def apply_exact_settings(scene, n_planes: int) -> list[tuple[str, object, object]]:
+    """Set the render settings under which the MPI renders exactly as nex_core does (see
+    ``io/addon/colour.exact_render_settings``) -> (path, before, after) of each one changed."""
+    changed = []
+    for setting in _colour().exact_render_settings(n_planes, BOUNCE_MARGIN):
+        owner_path, _, attr = setting.path.rpartition(".")
+        owner = getattr(scene, owner_path, None)
+        if owner is None or not hasattr(owner, attr):
+            continue  # e.g. Cycles not enabled in this Blender
+        before = getattr(owner, attr)
+        after = setting.value
+        if "transparent" in attr:
+            after = max(before, after)  # never lower what the user set for their own objects
+        if before != after:
+            setattr(owner, attr, after)
+            changed.append((setting.path, before, after))
+    return changed
 
 
 def _atlas_pixels(image) -> np.ndarray:

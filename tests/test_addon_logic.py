@@ -269,3 +269,33 @@ def test_tile_offsets_and_node_positions():
     assert shading_spec.tile_offset(16, 8, 64, 32) == (0.25, 0.75, 0.0)
     assert shading_spec.node_positions([0, 1, 0, 2, 1]) == [(0.0, 0.0), (220.0, 0.0), (0.0, -180.0), (440.0, 0.0),
                                                            (220.0, -180.0)]
+
+
+# --------------------------------------------------------------------------------------------------
+# colour: the import's advice for the MPI's compositing space
+
+
+def test_colour_mode_advice_for_each_space_and_mode():
+    from nex_core.io.addon import colour
+
+    assert colour.colour_mode_advice("linear", True, 0.3) is None  # exact: no advice, however transparent
+    assert "Scene-Linear Colour is off" in colour.colour_mode_advice("linear", False, 0.99)
+    assert "--compositing linear" in colour.colour_mode_advice("srgb", True, 0.5)
+    assert colour.colour_mode_advice("srgb", True, 0.95) is None  # opaque: the two spaces agree
+    assert colour.colour_mode_advice("srgb", True, None) is None  # opacity unknown (a huge MPI)
+    assert colour.colour_mode_advice("srgb", False, 0.2) is None  # Raw + display values: exact
+    assert colour.exact_in_blender("linear", True) and colour.exact_in_blender("srgb", False)
+    assert not colour.exact_in_blender("linear", False) and not colour.exact_in_blender("srgb", True)
+
+
+def test_exact_render_settings_cover_both_engines():
+    from nex_core.io.addon import colour
+
+    settings = colour.exact_render_settings(n_planes=32, bounce_margin=8)
+    by_path = {s.path: s for s in settings}
+    assert by_path["cycles.filter_width"].value == 0.01
+    assert by_path["cycles.transparent_max_bounces"].value == 40
+    assert by_path["cycles.min_transparent_bounces"].value == 32
+    assert by_path["render.filter_size"].engine == "EEVEE" and by_path["render.filter_size"].value == 0.0
+    text = colour.describe_settings(settings)
+    assert text.count("\n") == len(settings) - 1 and "Cycles: cycles.filter_width = 0.01" in text
