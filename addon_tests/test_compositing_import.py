@@ -4,8 +4,6 @@ sRGB values gets the advice; the Exact Pixels option sets the render settings it
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from addon_helpers import addon_compat, exact_render_settings, psnr, render_to_array

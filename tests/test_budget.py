@@ -10,7 +10,6 @@ evaluations and checkpoints come no earlier either.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 

@@ -183,7 +183,7 @@ def _fake_run(run_dir: Path, n_test: int = 2) -> SimpleNamespace:
     scene = SimpleNamespace(test_ids=list(range(n_test)), cameras=[None] * n_test, images=images,
                             names=[f"view_{i:03d}.png" for i in range(n_test)])
     return SimpleNamespace(run_dir=run_dir, scene=scene, model=None, ref_camera=None, amp_dtype=None, step=3,
-                           cfg=SimpleNamespace(train=SimpleNamespace(render_chunk=64)))
+                           cfg=SimpleNamespace(train=SimpleNamespace(render_chunk=64, appearance="off")))
 
 
 def test_an_evaluation_that_fills_the_disk_keeps_the_old_one(tmp_path, monkeypatch):

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="fast", help="nex train preset (default: fast, the CPU default)")
     p.add_argument("--steps", type=int, default=2000, help="training steps (default: 2000)")
     p.add_argument("--minutes", type=float, default=None,
-                   help="training time budget, passed to `nex train --minutes` (refused if nex train lacks it)")
+                   help="training time budget, passed to `nex train --minutes` instead of --steps")
     p.add_argument("--cycles-samples", type=int, default=16, help="Cycles samples of the Blender frame (default: 16)")
     p.add_argument("--merge-planes", type=int, default=1, help="Import MPI's Merge Planes for the Blender stage")
     p.add_argument("--skip", default="", help=f"comma-separated stages to skip ({', '.join(STAGES)})")
@@ -103,21 +103,26 @@ def run_child(cmd: list[str], timeout: float, on_line=None, env: dict | None = N
             "rc": proc.returncode, "tail": "".join(lines[-15:])}
 
 
+def scene_focal_35mm(scene: Path) -> int:
+    """The scene's (first camera's) focal length as a 35 mm equivalent, as a phone writes it to EXIF."""
+    from nex_core.io.scene.loader import load_cameras
+
+    cam = load_cameras(scene).cameras[0]
+    return round(cam.fx * (36.0 ** 2 + 24.0 ** 2) ** 0.5 / (cam.width ** 2 + cam.height ** 2) ** 0.5)
+
+
 def phone_photos_command(scene: Path, out: Path, width: int) -> list[str]:
-    """The scene's images upscaled to ``width`` as JPEG (quality 92): what a phone would have given."""
+    """The scene's images upscaled to ``width`` as JPEG (quality 92) with the lens's 35 mm equivalent focal
+    length in EXIF (FocalLengthIn35mmFilm): what a phone would have given."""
     code = ("import sys; from pathlib import Path; from PIL import Image\n"
-            "src, dst, w = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])\n"
+            "src, dst, w, f35 = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])\n"
             "dst.mkdir(parents=True, exist_ok=True)\n"
             "for p in sorted(src.iterdir()):\n"
             "    if p.suffix.lower() in ('.png', '.jpg', '.jpeg'):\n"
             "        im = Image.open(p).convert('RGB'); h = round(im.height * w / im.width)\n"
-            "        im.resize((w, h), Image.LANCZOS).save(dst / (p.stem + '.jpg'), quality=92)\n")
-    return [sys.executable, "-c", code, str(scene / "images"), str(out), str(width)]
-
-
-def train_has_minutes() -> bool:
-    out = subprocess.run(_nex("train", "--help"), capture_output=True, text=True, env=_env(), cwd=REPO)
-    return "--minutes" in out.stdout
+            "        exif = Image.Exif(); exif.get_ifd(0x8769)[0xA405] = f35\n"
+            "        im.resize((w, h), Image.LANCZOS).save(dst / (p.stem + '.jpg'), quality=92, exif=exif)\n")
+    return [sys.executable, "-c", code, str(scene / "images"), str(out), str(width), str(scene_focal_35mm(scene))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,8 +200,6 @@ def run_chain(args: argparse.Namespace) -> dict:
     work = args.out
     work.mkdir(parents=True, exist_ok=True)
     skip = {s for s in args.skip.split(",") if s}
-    if args.minutes is not None and "train" not in skip and not train_has_minutes():
-        raise SystemExit("--minutes: this nex train has no --minutes flag yet; pass --steps instead")
     phone, prepared, run = work / "phone", work / "prepared", work / "run"
     stages: list[dict] = []
 
@@ -219,10 +222,9 @@ def run_chain(args: argparse.Namespace) -> dict:
         if row["ok"]:
             train_scene = prepared
     if "train" not in skip:
-        cmd = _nex("train", str(train_scene), "--out", str(run), "--preset", args.preset, "--steps",
-                   str(args.steps), "--width", str(args.width))
-        if args.minutes is not None:
-            cmd += ["--minutes", str(args.minutes)]
+        length = ["--steps", str(args.steps)] if args.minutes is None else ["--minutes", str(args.minutes)]
+        cmd = _nex("train", str(train_scene), "--out", str(run), "--preset", args.preset, "--width",
+                   str(args.width), *length)
         stage("train", cmd)["trained_on"] = "prepared" if train_scene == prepared else "scene"
     if "eval" not in skip:
         row = stage("eval", _nex("eval", str(run), "--no-lpips"))
