@@ -21,7 +21,7 @@ from nex_core.training.trainer import gradient_loss
 def setup(sublayers: int = 3, seed: int = 0):
     """Random-weight models (planes half opaque, coefficients that matter) and random cameras."""
     cfg = ModelConfig(layers=3, sublayers=sublayers, hidden=32, mlp_layers=2, pos_level=5, depth_level=3,
-                      basis_out=8, basis_hidden=16)
+                      basis_out=8, basis_hidden=16, compositing="srgb")  # the reference composites sRGB values
     ref = Camera(40, 30, 40.0, 42.0, 20.5, 14.5, random_pose(np.random.default_rng(seed + 100), 10, 0.5))
     geom = MPIGeometry.from_camera(ref, 6, plane_depths(1.0, 4.0, 3 * sublayers, True))
     torch.manual_seed(seed)

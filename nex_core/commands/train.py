@@ -29,9 +29,9 @@ TRAIN_OVERRIDES = {
     "basis_out": ("model.basis_out", int, "number of basis functions N"),
     "field": ("model.field", str, "form of F_theta: mlp (the reference's) or grid (opt-in: feature grids "
                                   "+ small MLP, several times fewer operations per step)"),
-    "compositing": ("model.compositing", str, "where the planes are composited: srgb (the reference's: "
-                                              "encoded values) or linear (linear light, as Blender and engines "
-                                              "blend the baked textures)"),
+    "compositing": ("model.compositing", str, "where the planes are composited: linear (the default: in linear "
+                                              "light, as Blender and engines blend the baked textures) or srgb "
+                                              "(the reference's: the encoded values)"),
     "steps": ("train.steps", int, "training steps"),
     "minutes": ("train.minutes", float, "train for this many minutes instead of --steps: the steps follow from the "
                                         "step time measured at the start (and again as it runs); the schedule, "

@@ -67,10 +67,11 @@ class ModelConfig:
     grid_max: int = 256
     grid_hidden: int = 64
     grid_mlp_layers: int = 1
-    # Where the planes' colours are over-composited: "srgb" (the reference: the sRGB-encoded values) or
-    # "linear" (decoded to linear light, composited, encoded again: what Blender, engines and glTF
-    # clients do with the baked textures, so they show the MPI exactly).
-    compositing: str = "srgb"
+    # Where the planes' colours are over-composited: "linear" (decoded to linear light, composited, encoded
+    # again: what Blender, engines and glTF clients do with the baked textures, so they show the MPI
+    # exactly; equal or higher held-out PSNR on the scenes measured, docs/benchmarks.md) or "srgb" (the
+    # reference's: the sRGB-encoded values).
+    compositing: str = "linear"
 
 
 @dataclass
