@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from suite.truth import pose_errors, umeyama  # tools/suite: the scene suite's pose checks (numpy)
 
 from nex_core.io.errors import CancelledError, ConfigError, ImageError, ReconstructionError, SceneError
 from nex_core.io.events import read_events
@@ -72,38 +73,6 @@ def prepared(rendered: Path, tmp_path_factory) -> tuple[Path, options.PrepareRep
     events: list[dict] = []
     report = sfm.prepare_scene(rendered / "images", scene_dir, _options(), listeners=[events.append])
     return scene_dir, report, events
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (scale, R, t) minimising |dst - (scale R src + t)|^2 (Umeyama 1991)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
-    fix = np.diag([1.0, 1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rot = u @ fix @ vt
-    scale = np.trace(np.diag(sig) @ fix) / s.var(0).sum()
-    return scale, rot, mu_d - scale * rot @ mu_s
-
-
-def frame_points(c2w: np.ndarray) -> np.ndarray:
-    """Camera centres plus a point along each camera's viewing and down axes, one camera spread away.
-
-    The centres of a forward-facing rig are nearly coplanar, so centres alone pin the alignment's tilt
-    poorly; the axis points (scaled by each set's own spread, so they transform as a similarity) fix it.
-    """
-    c = c2w[:, :3, 3]
-    spread = np.linalg.norm(c - c.mean(0), axis=1).max()
-    return np.concatenate([c, c + spread * c2w[:, :3, 2], c + spread * c2w[:, :3, 1]])
-
-
-def pose_errors(est: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rotation errors in degrees, centre errors as a fraction of the true camera spread)."""
-    scale, rot, t = umeyama(frame_points(est), frame_points(truth))
-    centres = scale * est[:, :3, 3] @ rot.T + t
-    spread = np.linalg.norm(truth[:, :3, 3] - truth[:, :3, 3].mean(0), axis=1).max()
-    rel = np.einsum("nij,nik->njk", rot @ est[:, :3, :3], truth[:, :3, :3])
-    angles = np.degrees(np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)))
-    return angles, np.linalg.norm(centres - truth[:, :3, 3], axis=1) / spread
 
 
 def test_umeyama_recovers_a_similarity() -> None:

@@ -73,7 +73,8 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
 
 def _frame_points(c2w: np.ndarray) -> np.ndarray:
     """Centres plus points one camera spread along each camera's viewing and down axes: a forward-facing
-    rig's centres are nearly coplanar, so the axis points pin the alignment's tilt."""
+    rig's centres are nearly coplanar, so the axis points (scaled by each set's own spread, so they
+    transform as a similarity) pin the alignment's tilt."""
     c = c2w[:, :3, 3]
     spread = np.linalg.norm(c - c.mean(0), axis=1).max()
     return np.concatenate([c, c + spread * c2w[:, :3, 2], c + spread * c2w[:, :3, 1]])
