@@ -1,4 +1,4 @@
-"""tools/bench_scale.py's miniature: the whole chain at 80 pixels wide, so the benchmark cannot rot."""
+"""tools/bench_scale.py's miniature: the whole chain at 160 pixels wide, so the benchmark cannot rot."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def _run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def test_the_miniature_runs_every_stage_and_writes_its_json(tmp_path):
     skip = [] if importlib.util.find_spec("bpy") else ["--skip", "blender"]
-    out = _run("--scene", str(DEMO_SCENE), "--out", str(tmp_path / "work"), "--width", "80", "--phone-width", "320",
+    # 160 wide, not less: at 80 the photos give COLMAP about 160 points, near the 100 that prepare demands,
+    # and a CI machine once fell below it (SIFT's count varies between CPUs and runs).
+    out = _run("--scene", str(DEMO_SCENE), "--out", str(tmp_path / "work"), "--width", "160", "--phone-width", "320",
                "--preset", "tiny", "--steps", "2", "--cycles-samples", "1", *skip)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads((tmp_path / "work" / "bench_scale.json").read_text())
@@ -46,9 +48,9 @@ def test_the_miniature_runs_every_stage_and_writes_its_json(tmp_path):
     assert (tmp_path / "work" / "mpi.glb").stat().st_size > 0
     if not skip:
         # The prepared scene's undistorted images are cropped a little, never widened.
-        assert rows["blender"]["planes"] == 8 and rows["blender"]["size"][0] == 80
-        assert 54 <= rows["blender"]["size"][1] <= 60
-    assert result["machine"] and result["settings"]["width"] == 80
+        assert rows["blender"]["planes"] == 8 and 157 <= rows["blender"]["size"][0] <= 160
+        assert 108 <= rows["blender"]["size"][1] <= 120
+    assert result["machine"] and result["settings"]["width"] == 160
     assert "| stage | seconds | peak RSS (MB) |" in out.stdout and "| train |" in out.stdout
 
 

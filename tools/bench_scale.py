@@ -211,6 +211,9 @@ def run_chain(args: argparse.Namespace) -> dict:
         stages.append(row)
         print(f"{name:16s} {row['seconds']:9.1f} s  {row['peak_rss_mb']:8.0f} MB  {'ok' if row['ok'] else 'FAILED'}",
               flush=True)
+        if not row["ok"]:  # the failing command's own words, so a failed run can be diagnosed from its log
+            print(f"  {name} (exit {row['rc']}): " + " ".join(cmd) + "\n  " + row["tail"].replace("\n", "\n  "),
+                  flush=True)
         return row
 
     if "phone" not in skip:
