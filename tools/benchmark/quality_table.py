@@ -1,0 +1,99 @@
+"""``tools/bench_quality.py``'s tables (markdown): held-out PSNR / SSIM per scene and the mean, one
+column per setting and budget, one table per capture; phone captures also get the colour-fitted score."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+START, END = "<!-- bench_quality:start -->", "<!-- bench_quality:end -->"
+
+
+def _columns(results: list[dict]) -> list[tuple[str, float]]:
+    seen: dict[tuple[str, float], None] = {}
+    for r in results:
+        seen.setdefault((r["label"], r["minutes"]), None)
+    return list(seen)
+
+
+def capture_table(results: list[dict], capture: str, metric: str = "psnr") -> str:
+    """One markdown table: rows are the scenes of ``capture``, columns the (setting, minutes) pairs;
+    each cell ``PSNR / SSIM`` (``metric`` = psnr) or the colour-fitted PSNR (``psnr_colour_fit``); the
+    last row is the mean over the scenes that have every column."""
+    rows = [r for r in results if r["capture"] == capture]
+    if not rows:
+        return ""
+    columns = _columns(rows)
+    scenes = list(dict.fromkeys(r["scene"] for r in rows))
+    cell = {(r["scene"], r["label"], r["minutes"]): r for r in rows}
+    head = "| scene | " + " | ".join(f"{label}, {minutes:g} min" for label, minutes in columns) + " |"
+    lines = [head, "|---|" + "---|" * len(columns)]
+
+    def fmt(r: dict | None) -> str:
+        if r is None or r.get(metric) is None:
+            return "-"
+        return f"{r['psnr']:.2f} / {r['ssim']:.3f}" if metric == "psnr" else f"{r[metric]:.2f}"
+
+    for scene in scenes:
+        lines.append(f"| {scene} | " + " | ".join(fmt(cell.get((scene, *c))) for c in columns) + " |")
+    complete = [s for s in scenes if all(cell.get((s, *c), {}).get(metric) is not None for c in columns)]
+    if len(complete) > 1:
+        means = []
+        for c in columns:
+            vals = [cell[(s, *c)] for s in complete]
+            if metric == "psnr":
+                means.append(f"**{sum(v['psnr'] for v in vals) / len(vals):.2f}** / "
+                             f"{sum(v['ssim'] for v in vals) / len(vals):.3f}")
+            else:
+                means.append(f"**{sum(v[metric] for v in vals) / len(vals):.2f}**")
+        lines.append(f"| mean ({len(complete)} scenes) | " + " | ".join(means) + " |")
+    return "\n".join(lines)
+
+
+def steps_table(results: list[dict]) -> str:
+    """How many steps each budget bought (the mean over scenes), per setting: the speed side of the table."""
+    columns = _columns(results)
+    lines = ["| setting | " + " | ".join(f"{m:g} min" for m in sorted({m for _, m in columns})) + " |",
+             "|---|" + "---|" * len({m for _, m in columns})]
+    for label in dict.fromkeys(label for label, _ in columns):
+        cells = []
+        for minutes in sorted({m for _, m in columns}):
+            steps = [r["steps"] for r in results if r["label"] == label and r["minutes"] == minutes and r.get("steps") is not None]
+            cells.append(f"{sum(steps) / len(steps):.0f}" if steps else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def report(results: list[dict], machine: dict, command: str, montages: list[Path], docs: Path) -> str:
+    """The whole markdown section: command, machine, the tables and the montages."""
+    parts = [f"Command: `{command}`", "",
+             f"Machine: {machine.get('cpu')}, {machine.get('cpu_count')} cores, torch {machine.get('torch')}; "
+             f"load average at the start {machine.get('load_start')}, at the end {machine.get('load_end')}.", ""]
+    for capture in ("clean", "phone"):
+        table = capture_table(results, capture)
+        if not table:
+            continue
+        what = ("clean captures (the renders' exact poses, identical exposure, no lens)" if capture == "clean" else
+                "phone-like captures (`nex prepare` poses and undistortion; exposure / white-balance drift, noise, "
+                "JPEG)")
+        parts += [f"Held-out PSNR / SSIM (identity colour), {what}:", "", table, ""]
+        if capture == "phone":
+            parts += ["The same runs scored after fitting each held-out view's colour (3x3 + bias) on one half "
+                      "of the image and scoring the other half, as appearance-compensated methods report:", "",
+                      capture_table(results, capture, "psnr_colour_fit"), ""]
+    parts += ["Training steps each budget bought (mean over the scenes):", "", steps_table(results), ""]
+    for path in montages:
+        rel = path.relative_to(docs) if path.is_relative_to(docs) else path
+        parts.append(f"![{path.stem}]({rel.as_posix()})")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def write_section(doc: Path, heading: str, body: str) -> None:
+    """Put ``heading`` + ``body`` between the bench_quality markers of ``doc`` (appended if absent)."""
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    section = f"{START}\n{heading}\n\n{body}{END}"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(text, encoding="utf-8")
