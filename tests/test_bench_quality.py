@@ -43,7 +43,7 @@ def test_the_miniature_trains_scores_caches_and_draws(tmp_path):
         assert c["steps"] > 0 and c["psnr"] > 12 and 0 < c["ssim"] <= 1 and c["views"] >= 1, c
         assert c["train_s"] >= 6 * 0.9  # a 0.1-minute budget, the whole command counted
     picture = Image.open(img / "shiny_demo-clean.png")
-    render = Image.open(next((work / "runs").glob("shiny_demo-clean-tiny-mlp-*")) / "eval" / "view_000.png")
+    render = Image.open(next((work / "runs").glob("shiny_demo-clean-tiny-mlp-off-plain-*")) / "eval" / "view_000.png")
     assert picture.width == 3 * 2 * render.width + 8  # three panels at twice the size, two gaps
     page = doc.read_text()
     assert "earlier text" in page and START in page and END in page and "| shiny_demo | " in page
@@ -74,6 +74,12 @@ def test_settings_parse_with_their_defaults():
     assert Setting.parse("paper:mlp:affine").train_flags()[-2:] == ["--appearance", "affine"]
     with pytest.raises(ValueError, match="preset must be"):
         Setting.parse("quick")
+    tuned = Setting.parse("fast:grid@model.grid_max=64+train.lr_grid=0.005")
+    assert tuned.label == "fast grid (grid_max=64, lr_grid=0.005)"
+    assert tuned.train_flags()[-4:] == ["--set", "model.grid_max=64", "--set", "train.lr_grid=0.005"]
+    assert tuned.slug != Setting.parse("fast:grid").slug
+    with pytest.raises(ValueError, match="not SECTION.KEY=VALUE"):
+        Setting.parse("fast:grid@grid_max=64")
 
 
 def test_the_table_means_only_scenes_with_every_column():

@@ -107,3 +107,32 @@ def test_demo_scene_ships_with_the_repository():
 
     assert DEMO_SCENE == Path(__file__).resolve().parent.parent / "data" / "scenes" / "shiny_demo"
     assert (DEMO_SCENE / "images").is_dir()
+
+
+def _train_args(*flags: str):
+    return cli.build_parser().parse_args(["train", "scene", *flags])
+
+
+def test_set_overrides_any_config_entry_with_toml_values():
+    from nex_core.commands.train import config_from_args
+
+    cfg = config_from_args(_train_args("--preset", "fast", "--set", "model.grid_max=64", "--set",
+                                       "train.decay_at=[0.5, 0.9]", "--set", "model.field=grid",
+                                       "--set", "data.invz=false", "--set", "train.lr_grid=5e-3"))
+    assert cfg.model.grid_max == 64 and cfg.model.field == "grid" and cfg.data.invz == "false"
+    assert cfg.train.decay_at == [0.5, 0.9] and cfg.train.lr_grid == 0.005
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--set", "model.gridmax=64"], "unknown setting 'model.gridmax'"),
+    (["--set", "grid_max=64"], "write SECTION.KEY=VALUE"),
+    (["--set", "model.grid_max"], "write SECTION.KEY=VALUE"),
+    (["--set", "model.grid_max=sixty"], "expected int, got 'sixty'"),
+    (["--set", "model.field=grid", "--field", "mlp"], "both set model.field"),
+])
+def test_set_refuses_what_it_cannot_apply(flags, words):
+    from nex_core.commands.train import config_from_args
+    from nex_core.io.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words.replace("[", r"\[")):
+        config_from_args(_train_args(*flags))

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenes", default=",".join((SHIPPED, *SUITE)), help="comma-separated (default: all six)")
     p.add_argument("--captures", default="clean,phone", help="clean, phone or both (phone: suite scenes only)")
-    p.add_argument("--settings", default="fast,fast:grid", help="comma-separated preset[:field[:appearance]]")
+    p.add_argument("--settings", default="fast,fast:grid", help="comma-separated preset[:field[:appearance]][@section.key=value+...]")
     p.add_argument("--minutes", default="1,3,10", help="comma-separated wall-clock budgets per cell")
     p.add_argument("--size", type=int, nargs=2, default=[160, 120], metavar=("W", "H"), help="suite render size")
     p.add_argument("--views", type=int, default=20, help="views per suite render")
@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heading", default="## Quality at fixed wall-clock budgets (`tools/bench_quality.py`)")
     p.add_argument("--rerun", action="store_true", help="train every cell again even if it is cached")
     p.add_argument("--report-only", action="store_true", help="train nothing: the table from the cached cells")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="render the scenes and run nex prepare on the phone captures, train nothing (the untimed "
+                        "work, e.g. while the machine is busy)")
     args = p.parse_args(argv)
     args.scenes, args.captures = _list(args.scenes), _list(args.captures)
     try:
@@ -142,8 +145,22 @@ def make_montages(args: argparse.Namespace, results: list[dict], code: str) -> l
     return paths
 
 
+def prepare_scenes(args: argparse.Namespace) -> None:
+    """Render every scene and capture of the matrix and pose the phone captures (all cached)."""
+    req = SceneRequest(args.size[0], args.size[1], args.views, args.samples)
+    for scene, capture in dict.fromkeys((c.scene, c.capture) for c in cases(args)):
+        print(f"[quality] {scene} ({capture}): {training_scene(scene, capture, req, args.work)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.prepare_only:
+        try:
+            prepare_scenes(args)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     from benchmark.machine import load_average, machine_info
 
     machine = machine_info()

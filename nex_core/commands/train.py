@@ -89,6 +89,9 @@ def register(subparsers) -> None:
         allowed = describe(dotted, with_note=False)
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                        help=f"{text} ({allowed})" if allowed else text)
+    p.add_argument("--set", dest="set_values", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="set any config entry (repeatable), e.g. --set model.grid_max=64; VALUE is read as a "
+                        "TOML value (numbers, true/false, [lists]), else as text")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -153,11 +156,35 @@ def time_left(seconds: float) -> str:
     return f"{m}:{sec:02d} left" if m < 60 else f"{m // 60}:{m % 60:02d}:{sec:02d} left"
 
 
+def parse_set(text: str) -> tuple[str, object]:
+    """``--set section.key=value`` as (``section.key``, value); the value is read as TOML where it parses
+    (``64``, ``1e-3``, ``[0.5, 0.8]``), else kept as text (``grid``)."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    section, dot, name = key.partition(".")
+    if not sep or not dot or section not in ("data", "model", "train") or not name:
+        raise ConfigError(f"--set {text!r}: write SECTION.KEY=VALUE with SECTION data, model or train, e.g. "
+                          "--set model.grid_max=64 (config.toml of a run lists every key)")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+    # The config has no boolean entries: its switches are text (data.invz = "auto" | "true" | "false").
+    return key, str(parsed).lower() if isinstance(parsed, bool) else parsed
+
+
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """``{"section.key": value}`` for every override flag given (None for those not given)."""
+    """``{"section.key": value}`` for every override flag given (None for those not given), then --set's."""
     overrides = {dotted: getattr(args, name) for name, (dotted, _, _) in TRAIN_OVERRIDES.items()}
     if args.invz is not None:
         overrides["data.invz"] = "true" if args.invz else "false"
+    for text in getattr(args, "set_values", None) or []:
+        key, value = parse_set(text)
+        if overrides.get(key) is not None:
+            raise ConfigError(f"--set {text!r} and {FLAG_OF.get(key, key)} both set {key}: give one of them")
+        overrides[key] = value
     return overrides
 
 

@@ -343,6 +343,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
             continue
         section, _, key = dotted.partition(".")
         if section not in ("data", "model", "train") or key not in raw[section]:
-            raise ConfigError(f"unknown setting {dotted!r}")
+            raise ConfigError(f"unknown setting {dotted!r}: check its spelling (a run's config.toml lists every "
+                              "setting by section)")
         raw[section][key] = value
     return from_dict(raw, source="command line")

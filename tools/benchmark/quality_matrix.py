@@ -23,18 +23,22 @@ APPEARANCES = ("off", "affine")
 
 @dataclass(frozen=True)
 class Setting:
-    """One training configuration of the table: a preset, a field and the per-photo colour compensation."""
+    """One training configuration of the table: a preset, a field, the per-photo colour compensation and
+    any further config entries (``nex train --set``)."""
 
     preset: str
     field: str = "mlp"
     appearance: str = "off"
+    overrides: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> "Setting":
-        """``preset[:field[:appearance]]``, e.g. ``fast``, ``fast:grid``, ``fast:mlp:affine``."""
-        parts = text.split(":")
+        """``preset[:field[:appearance]][@key=value+key=value...]``, e.g. ``fast``, ``fast:grid``,
+        ``fast:mlp:affine``, ``fast:grid@model.grid_max=64+train.lr_grid=0.005``."""
+        head, _, tail = text.partition("@")
+        parts = head.split(":")
         if not 1 <= len(parts) <= 3 or not parts[0]:
-            raise ValueError(f"setting {text!r}: write preset[:field[:appearance]], e.g. fast:grid")
+            raise ValueError(f"setting {text!r}: write preset[:field[:appearance]][@key=value+...], e.g. fast:grid")
         preset, field, appearance = (parts + ["mlp", "off"][len(parts) - 1:])[:3]
         if preset not in ("tiny", "fast", "paper"):
             raise ValueError(f"setting {text!r}: preset must be tiny, fast or paper")
@@ -42,15 +46,30 @@ class Setting:
             raise ValueError(f"setting {text!r}: field must be one of {', '.join(FIELDS)}")
         if appearance not in APPEARANCES:
             raise ValueError(f"setting {text!r}: appearance must be one of {', '.join(APPEARANCES)}")
-        return cls(preset, field, appearance)
+        overrides = tuple(o for o in tail.split("+") if o) if tail else ()
+        for o in overrides:
+            key, eq, _ = o.partition("=")
+            if not eq or key.count(".") != 1 or key.split(".")[0] not in ("data", "model", "train"):
+                raise ValueError(f"setting {text!r}: {o!r} is not SECTION.KEY=VALUE (data, model or train)")
+        return cls(preset, field, appearance, overrides)
 
     @property
     def label(self) -> str:
+        extra = ", ".join(o.split(".", 1)[1] for o in self.overrides)
         return self.preset + ("" if self.field == "mlp" else f" {self.field}") + (
-            "" if self.appearance == "off" else f" +{self.appearance}")
+            "" if self.appearance == "off" else f" +{self.appearance}") + (f" ({extra})" if extra else "")
+
+    @property
+    def slug(self) -> str:
+        """The setting in a file name: the overrides as a short hash."""
+        tag = hashlib.sha256("+".join(self.overrides).encode()).hexdigest()[:6] if self.overrides else "plain"
+        return f"{self.preset}-{self.field}-{self.appearance}-{tag}"
 
     def train_flags(self) -> list[str]:
-        return ["--preset", self.preset, "--field", self.field, "--appearance", self.appearance]
+        flags = ["--preset", self.preset, "--field", self.field, "--appearance", self.appearance]
+        for o in self.overrides:
+            flags += ["--set", o]
+        return flags
 
 
 @dataclass(frozen=True)
@@ -63,8 +82,7 @@ class Case:
     minutes: float
 
     def key(self, code: str) -> str:
-        s = self.setting
-        return (f"{self.scene}-{self.capture}-{s.preset}-{s.field}-{s.appearance}-{self.minutes:g}min-{code}")
+        return f"{self.scene}-{self.capture}-{self.setting.slug}-{self.minutes:g}min-{code}"
 
 
 def code_hash() -> str:
@@ -178,7 +196,8 @@ def cached_result(path: Path) -> dict | None:
 
 def store_result(path: Path, case: Case, figures: dict, code: str) -> dict:
     """Write one cell's result (atomically) and return it."""
-    result = {"scene": case.scene, "capture": case.capture, "setting": asdict(case.setting),
+    result = {"scene": case.scene, "capture": case.capture, "setting": {**asdict(case.setting),
+                                                                        "overrides": list(case.setting.overrides)},
               "label": case.setting.label, "minutes": case.minutes, "code": code, **figures}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
