@@ -82,7 +82,7 @@ def test_settings_parse_with_their_defaults():
         Setting.parse("fast:grid@grid_max=64")
 
 
-def test_the_table_means_only_scenes_with_every_column():
+def test_the_table_means_each_column_over_the_scenes_that_have_it():
     cell = lambda scene, label, psnr: {"scene": scene, "capture": "clean", "label": label, "minutes": 1.0,  # noqa: E731
                                        "psnr": psnr, "ssim": 0.5, "steps": 10}
     rows = [cell("a", "fast", 30.0), cell("a", "fast grid", 28.0), cell("b", "fast", 20.0),
@@ -90,7 +90,7 @@ def test_the_table_means_only_scenes_with_every_column():
     table = capture_table(rows, "clean").splitlines()
     assert table[0] == "| scene | fast, 1 min | fast grid, 1 min |"
     assert table[4] == "| c | 99.00 / 0.500 | - |"
-    assert table[5] == "| mean (2 scenes) | **25.00** / 0.500 | **26.00** / 0.500 |"
+    assert table[5] == "| mean (3 scenes) | **49.67** / 0.500 | **26.00** / 0.500 (2 scenes) |"
     assert capture_table(rows, "phone") == ""
 
 

@@ -17,7 +17,7 @@ undistorts first. A setting is ``preset[:field[:appearance]]``.
 Every finished cell is stored under ``--work`` (keyed by the setting and a hash of nex_core's sources),
 so an interrupted run resumes and a changed nex_core trains again. Budgets are wall clock: run it on an
 idle machine (the load average before each cell is recorded). The montages (ground truth | render |
-error) show the first held-out view of the first setting at the largest budget per scene and capture.
+error) show the first held-out view of the first setting at the largest budget each scene and capture has.
 """
 
 from __future__ import annotations
@@ -127,18 +127,23 @@ def run_matrix(args: argparse.Namespace, code: str, log=print) -> list[dict]:
 
 
 def make_montages(args: argparse.Namespace, results: list[dict], code: str) -> list[Path]:
-    """One montage per scene and capture: the first setting at the largest budget, first held-out view."""
-    first, longest = args.settings[0], max(args.minutes)
-    paths = []
+    """One montage per scene and capture: the first setting at the largest budget that scene has, first
+    held-out view."""
+    first = args.settings[0]
+    chosen: dict[tuple[str, str], dict] = {}
     for r in results:
-        if r["label"] != first.label or r["minutes"] != longest or not r.get("first_view"):
-            continue
-        case = Case(r["scene"], r["capture"], first, longest)
+        if r["label"] == first.label and r.get("first_view"):
+            where = (r["scene"], r["capture"])
+            if where not in chosen or r["minutes"] > chosen[where]["minutes"]:
+                chosen[where] = r
+    paths = []
+    for r in chosen.values():
+        case = Case(r["scene"], r["capture"], first, r["minutes"])
         eval_dir = args.work / "runs" / case.key(code) / "eval"
         stem = r["first_view"]
         if not (eval_dir / f"{stem}.png").is_file():
             continue  # the run folder was removed: the cell's figures are cached, its pictures are not
-        title = (f"{r['scene']} ({r['capture']}), {first.label}, {longest:g} min: {stem}, "
+        title = (f"{r['scene']} ({r['capture']}), {first.label}, {r['minutes']:g} min: {stem}, "
                  f"mean of the held-out views {r['psnr']:.2f} dB")
         paths.append(montage(eval_dir / f"{stem}_gt.png", eval_dir / f"{stem}.png",
                              args.montages / f"{r['scene']}-{r['capture']}.png", title))

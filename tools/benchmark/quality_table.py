@@ -19,7 +19,7 @@ def _columns(results: list[dict]) -> list[tuple[str, float]]:
 def capture_table(results: list[dict], capture: str, metric: str = "psnr") -> str:
     """One markdown table: rows are the scenes of ``capture``, columns the (setting, minutes) pairs;
     each cell ``PSNR / SSIM`` (``metric`` = psnr) or the colour-fitted PSNR (``psnr_colour_fit``); the
-    last row is the mean over the scenes that have every column."""
+    last row is each column's mean over the scenes that have it (their number where it is not all)."""
     rows = [r for r in results if r["capture"] == capture]
     if not rows:
         return ""
@@ -36,17 +36,18 @@ def capture_table(results: list[dict], capture: str, metric: str = "psnr") -> st
 
     for scene in scenes:
         lines.append(f"| {scene} | " + " | ".join(fmt(cell.get((scene, *c))) for c in columns) + " |")
-    complete = [s for s in scenes if all(cell.get((s, *c), {}).get(metric) is not None for c in columns)]
-    if len(complete) > 1:
-        means = []
-        for c in columns:
-            vals = [cell[(s, *c)] for s in complete]
-            if metric == "psnr":
-                means.append(f"**{sum(v['psnr'] for v in vals) / len(vals):.2f}** / "
-                             f"{sum(v['ssim'] for v in vals) / len(vals):.3f}")
-            else:
-                means.append(f"**{sum(v[metric] for v in vals) / len(vals):.2f}**")
-        lines.append(f"| mean ({len(complete)} scenes) | " + " | ".join(means) + " |")
+    # The mean of each column over the scenes that have it; where that is not every scene, it says how many.
+    means = []
+    for c in columns:
+        vals = [cell[(s, *c)] for s in scenes if cell.get((s, *c), {}).get(metric) is not None]
+        if not vals:
+            means.append("-")
+            continue
+        text = (f"**{sum(v['psnr'] for v in vals) / len(vals):.2f}** / {sum(v['ssim'] for v in vals) / len(vals):.3f}"
+                if metric == "psnr" else f"**{sum(v[metric] for v in vals) / len(vals):.2f}**")
+        means.append(text + ("" if len(vals) == len(scenes) else f" ({len(vals)} scenes)"))
+    if len(scenes) > 1:
+        lines.append(f"| mean ({len(scenes)} scenes) | " + " | ".join(means) + " |")
     return "\n".join(lines)
 
 
