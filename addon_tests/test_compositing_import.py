@@ -71,6 +71,7 @@ def test_linear_light_mpi_renders_exactly_with_the_default_import(scene, bpy_mod
     assert psnr(render_baked(baked, cam, linear_light=False)[..., :3], want) < value - 5
 
 
+@pytest.mark.smoke
 def test_import_advice_follows_the_compositing_space(scene, bpy_module, addon, tmp_path):
     bpy = bpy_module
     mpi_import = addon.mpi_import
@@ -89,6 +90,7 @@ def test_import_advice_follows_the_compositing_space(scene, bpy_module, addon, t
     assert result.exact_compositing
 
 
+@pytest.mark.smoke
 def test_exact_pixels_sets_the_filters_and_keeps_higher_bounces(scene, bpy_module, addon, tmp_path):
     bpy = bpy_module
     baked_dir, baked = _baked(tmp_path, "linear")
