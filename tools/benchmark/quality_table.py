@@ -67,9 +67,12 @@ def steps_table(results: list[dict]) -> str:
 
 def report(results: list[dict], machine: dict, command: str, montages: list[Path], docs: Path) -> str:
     """The whole markdown section: command, machine, the tables and the montages."""
+    loads = [r["load_before"] for r in results if r.get("load_before") is not None]
     parts = [f"Command: `{command}`", "",
              f"Machine: {machine.get('cpu')}, {machine.get('cpu_count')} cores, torch {machine.get('torch')}; "
-             f"load average at the start {machine.get('load_start')}, at the end {machine.get('load_end')}.", ""]
+             "the 1-minute load average before each cell "
+             + (f"{min(loads):.2f}-{max(loads):.2f}" if loads else "unknown")
+             + " (the benchmark itself, two threads, keeps it near 2; per cell in the JSON).", ""]
     for capture in ("clean", "phone"):
         table = capture_table(results, capture)
         if not table:
