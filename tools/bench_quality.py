@@ -100,17 +100,22 @@ def cases(args: argparse.Namespace) -> list[Case]:
     return out
 
 
+def _scene_request(args: argparse.Namespace) -> SceneRequest:
+    return SceneRequest(args.size[0], args.size[1], args.views, args.samples)
+
+
 def run_matrix(args: argparse.Namespace, code: str, log=print) -> list[dict]:
     """Every cell, from the cache where it is there (and not ``--rerun``), else trained now."""
-    req = SceneRequest(args.size[0], args.size[1], args.views, args.samples)
+    req = _scene_request(args)
     todo = cases(args)
     results, scene_dirs = [], {}
-    fresh = [c for c in todo if args.rerun or not cached_result(args.work / "cells" / f"{c.key(code)}.json")]
+    cached = {c: None if args.rerun else cached_result(args.work / "cells" / f"{c.key(code)}.json") for c in todo}
+    fresh = [c for c in todo if cached[c] is None]
     log(f"[quality] {len(todo)} cells, {len(todo) - len(fresh)} cached; training the rest takes at least "
         f"{sum(c.minutes for c in fresh):g} minutes")
     for k, case in enumerate(todo, 1):
         cell = args.work / "cells" / f"{case.key(code)}.json"
-        result = None if args.rerun else cached_result(cell)
+        result = cached[case]
         if result is None and not args.report_only:
             where = (case.scene, case.capture)
             if where not in scene_dirs:
@@ -152,7 +157,7 @@ def make_montages(args: argparse.Namespace, results: list[dict], code: str) -> l
 
 def prepare_scenes(args: argparse.Namespace) -> None:
     """Render every scene and capture of the matrix and pose the phone captures (all cached)."""
-    req = SceneRequest(args.size[0], args.size[1], args.views, args.samples)
+    req = _scene_request(args)
     for scene, capture in dict.fromkeys((c.scene, c.capture) for c in cases(args)):
         print(f"[quality] {scene} ({capture}): {training_scene(scene, capture, req, args.work)}", flush=True)
 

@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nex_core.io.events import last_event
+
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = "shiny_demo"  # the shipped scene (data/scenes/shiny_demo): clean capture only, it has no phone variant
 CAPTURES = ("clean", "phone")
@@ -167,24 +169,11 @@ def train_and_evaluate(case: Case, scene_dir: Path, run_dir: Path, log_dir: Path
     eval_s = run(nex("eval", str(run_dir), "--no-lpips"), f"evaluating {run_dir}", log_dir / f"{run_dir.name}-eval.log",
                  timeout=3600)
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-    done = next((e for e in reversed(_events(run_dir)) if e.get("kind") == "done"), {})
+    done = last_event(run_dir / "events.jsonl", "done") or {}
     return {"psnr": metrics["mean"]["psnr"], "ssim": metrics["mean"]["ssim"],
             "psnr_colour_fit": metrics["mean"].get("psnr_colour_fit"), "views": len(metrics["views"]),
             "steps": done.get("step"), "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
             "load_before": round(load_before, 2), "first_view": metrics["views"][0]["view"] if metrics["views"] else None}
-
-
-def _events(run_dir: Path) -> list[dict]:
-    path = run_dir / "events.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def cached_result(path: Path) -> dict | None:
