@@ -56,6 +56,19 @@ def test_the_miniature_trains_scores_caches_and_draws(tmp_path):
     assert json.loads((tmp_path / "b.json").read_text())["cells"] == cells
     assert doc.read_text().count(START) == 1
 
+    # Cells of an earlier nex_core stand in only when asked for, and the report names their code.
+    current = cells[0]["code"]
+    for path in (work / "cells").glob(f"*-{current}.json"):
+        cell = json.loads(path.read_text())
+        cell["code"] = "0123456789"
+        path.with_name(path.name.replace(current, "0123456789")).write_text(json.dumps(cell))
+        path.unlink()
+    alone = _run(*flags, "--report-only", timeout=120)
+    assert alone.returncode == 0 and "2 cells, 0 cached" in alone.stdout, alone.stdout[-2000:]
+    reused = _run(*flags, "--report-only", "--reuse-code", "0123456789", timeout=120)
+    assert reused.returncode == 0 and "2 cells, 2 cached" in reused.stdout, reused.stdout[-2000:]
+    assert "0123456789 (2 cells, reused with --reuse-code)" in reused.stdout
+
 
 def test_bad_flags_are_refused_before_anything_runs(tmp_path):
     for flags, words in [(["--scenes", "nowhere"], "unknown scene 'nowhere'"),

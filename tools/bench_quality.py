@@ -63,12 +63,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--doc", type=Path, default=DOCS / "benchmarks.md", help="the page --write-docs updates")
     p.add_argument("--heading", default="## Quality at fixed wall-clock budgets (`tools/bench_quality.py`)")
     p.add_argument("--rerun", action="store_true", help="train every cell again even if it is cached")
+    p.add_argument("--reuse-code", default="",
+                   help="comma-separated earlier nex_core hashes whose cached cells stand in where the current code "
+                        "has none: only for changes that do not alter what the cells train (e.g. a new setting "
+                        "that is off in them, checked bit-identical); the report names each cell's code")
     p.add_argument("--report-only", action="store_true", help="train nothing: the table from the cached cells")
     p.add_argument("--prepare-only", action="store_true",
                    help="render the scenes and run nex prepare on the phone captures, train nothing (the untimed "
                         "work, e.g. while the machine is busy)")
     args = p.parse_args(argv)
     args.scenes, args.captures = _list(args.scenes), _list(args.captures)
+    args.reuse_code = _list(args.reuse_code)
     try:
         args.settings = [Setting.parse(s) for s in _list(args.settings)]
         args.minutes = [float(m) for m in _list(args.minutes)]
@@ -104,12 +109,21 @@ def _scene_request(args: argparse.Namespace) -> SceneRequest:
     return SceneRequest(args.size[0], args.size[1], args.views, args.samples)
 
 
+def _cached_cell(args: argparse.Namespace, case: Case, code: str) -> dict | None:
+    """The case's cached result for the current code, else for the first of ``--reuse-code`` that has one."""
+    for candidate in (code, *args.reuse_code):
+        result = cached_result(args.work / "cells" / f"{case.key(candidate)}.json")
+        if result is not None:
+            return result
+    return None
+
+
 def run_matrix(args: argparse.Namespace, code: str, log=print) -> list[dict]:
     """Every cell, from the cache where it is there (and not ``--rerun``), else trained now."""
     req = _scene_request(args)
     todo = cases(args)
     results, scene_dirs = [], {}
-    cached = {c: None if args.rerun else cached_result(args.work / "cells" / f"{c.key(code)}.json") for c in todo}
+    cached = {c: None if args.rerun else _cached_cell(args, c, code) for c in todo}
     fresh = [c for c in todo if cached[c] is None]
     log(f"[quality] {len(todo)} cells, {len(todo) - len(fresh)} cached; training the rest takes at least "
         f"{sum(c.minutes for c in fresh):g} minutes")
@@ -144,7 +158,7 @@ def make_montages(args: argparse.Namespace, results: list[dict], code: str) -> l
     paths = []
     for r in chosen.values():
         case = Case(r["scene"], r["capture"], first, r["minutes"])
-        eval_dir = args.work / "runs" / case.key(code) / "eval"
+        eval_dir = args.work / "runs" / case.key(r.get("code", code)) / "eval"
         stem = r["first_view"]
         if not (eval_dir / f"{stem}.png").is_file():
             continue  # the run folder was removed: the cell's figures are cached, its pictures are not
@@ -184,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_end"] = load_average()
     montages = make_montages(args, results, code)
     command = "tools/bench_quality.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    body = report(results, machine, command, montages, args.doc.parent)
+    body = report(results, machine, command, montages, args.doc.parent, code)
     print(body)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "code": code, "command": command, "cells": results},

@@ -90,6 +90,7 @@ class TrainConfig:
     # where the learning rates are multiplied by decay_rate, as fractions of the run (reference: every third)
     decay_at: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     tv_weight: float = 0.03  # total variation of k0
+    grid_tv_weight: float = 0.0  # total variation of the grid field's feature grids (field = "grid" only)
     grad_weight: float = 0.05  # L1 of finite differences over the L-shaped triples
     seed: int = 1
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...

@@ -99,6 +99,7 @@ RULES: dict[str, Rule] = {
     "train.minutes": Rule(0, 1e6, note="a time budget; 0: train.steps decides"),
     "train.decay_at": Rule(0, 1, low_open=True, is_list=True, note="fractions of the run"),
     "train.tv_weight": Rule(0, 1e6),
+    "train.grid_tv_weight": Rule(0, 1e6),
     "train.grad_weight": Rule(0, 1e6),
     "train.seed": Rule(0, 2**63 - 1),
     "train.device": Rule(pattern=DEVICE_PATTERN, pattern_text="auto, cpu, cuda or cuda:N"),

@@ -192,6 +192,12 @@ class GridField(nn.Module):
             h = module(h)
         return output_heads(self.mlp[-1], h, sublayers)
 
+    def tv_loss(self) -> Tensor:
+        """Total variation of the feature grids, summed over the levels (each level as k0's: the mean over
+        planes of the differences' L1 norm per cell). Pulls features that only some training views
+        constrain towards their neighbours', against floaters and view-specific detail."""
+        return sum(total_variation(grid) for grid in self.grids)
+
 
 # --------------------------------------------------------------------------------------------------
 # The k0 regulariser
@@ -354,6 +360,10 @@ class NexModel(nn.Module):
         """Total variation of sigmoid(k0), as the reference: mean over layers of
         (sum |dy| + sum |dx|) / ((H' - 1)(W' - 1))."""
         return total_variation(self.k0_images() if k0_images is None else k0_images)
+
+    def field_tv_loss(self) -> Tensor | None:
+        """The grid field's total variation (:meth:`GridField.tv_loss`); None for the MLP field."""
+        return self.grid_field.tv_loss() if self.cfg.field == "grid" else None
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by learning-rate group: coefficient MLP, basis MLP, explicit k0 (and the grid

@@ -80,15 +80,28 @@ def gradient_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 class TrainingObjective(torch.nn.Module):
-    """The render in each ray's photo's colours and the k0 regulariser in one forward pass (what DDP wraps)."""
+    """The render in each ray's photo's colours and the weighted field regularisers (k0's total variation,
+    and the feature grids' where ``grid_tv_weight`` is set) in one forward pass (what DDP wraps)."""
 
-    def __init__(self, model: NexModel, appearance: AppearanceTransform):
+    def __init__(self, model: NexModel, appearance: AppearanceTransform, tv_weight: float = 0.0,
+                 grid_tv_weight: float = 0.0):
         super().__init__()
         self.model, self.appearance = model, appearance
+        self.tv_weight, self.grid_tv_weight = tv_weight, grid_tv_weight
 
-    def forward(self, origins: Tensor, dirs: Tensor, image_index: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, origins: Tensor, dirs: Tensor, image_index: Tensor,
+                regularise: bool = True) -> tuple[Tensor, Tensor | float]:
+        """(rgb, regulariser); the regulariser is 0.0 unless ``regularise`` (it is added once per step)."""
         k0_images = self.model.k0_images()  # once per step: the render and the TV term share it
-        return self.appearance(self.model(origins, dirs, k0_images), image_index), self.model.tv_loss(k0_images)
+        rgb = self.appearance(self.model(origins, dirs, k0_images), image_index)
+        reg: Tensor | float = 0.0
+        if regularise:
+            if self.tv_weight:
+                reg = self.tv_weight * self.model.tv_loss(k0_images)
+            field_tv = self.model.field_tv_loss() if self.grid_tv_weight else None
+            if field_tv is not None:
+                reg = reg + self.grid_tv_weight * field_tv
+        return rgb, reg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,7 +162,8 @@ class Trainer:
         self.micro_batches, cfg.train.render_chunk = self.memory_plan.micro_batches, self.memory_plan.render_chunk
         self._resume_if_possible()
         self.length = make_length(self)
-        self.objective = wrap_model(TrainingObjective(self.model, self.appearance), self.dist, self.device)
+        self.objective = wrap_model(TrainingObjective(self.model, self.appearance, cfg.train.tv_weight,
+                                                      cfg.train.grid_tv_weight), self.dist, self.device)
 
     # ---- setup ------------------------------------------------------------------------------------
 
@@ -267,15 +281,15 @@ class Trainer:
             sync = nullcontext() if last or not self.dist.enabled else self.objective.no_sync()
             with sync:
                 with ctx:
-                    pred, tv = self.objective(origins, dirs, idx)
+                    pred, reg = self.objective(origins, dirs, idx, k == 0)
                 pred = pred.float()
                 share = piece.shape[0] / total
                 mse = ((pred - target) ** 2).mean()
                 loss = share * mse
                 if t.grad_weight:
                     loss = loss + share * t.grad_weight * gradient_loss(pred, target)
-                if k == 0:  # once per step: k0's TV and the pull of the colour transforms to the identity
-                    loss = loss + (t.tv_weight * tv if t.tv_weight else 0.0) + self.appearance.regulariser()
+                if k == 0:  # once per step: the fields' TV and the pull of the colour transforms to the identity
+                    loss = loss + reg + self.appearance.regulariser()
                 self.grad_scaler.scale(loss).backward()
             loss_sum += float(loss.detach())
             mse_sum += share * float(mse.detach())

@@ -65,14 +65,26 @@ def steps_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[dict], machine: dict, command: str, montages: list[Path], docs: Path) -> str:
-    """The whole markdown section: command, machine, the tables and the montages."""
+def code_line(results: list[dict], code: str) -> str:
+    """Which nex_core each cell was trained with: the current code, and any earlier one reused for it."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.get("code", "unknown")] = counts.get(r.get("code", "unknown"), 0) + 1
+    parts = [f"{c} ({n} cells{', the current code' if c == code else ', reused with --reuse-code'})"
+             for c, n in counts.items()]
+    return "nex_core sources (sha256, 10 digits): " + ("; ".join(parts) if parts else code) + "."
+
+
+def report(results: list[dict], machine: dict, command: str, montages: list[Path], docs: Path,
+           code: str = "") -> str:
+    """The whole markdown section: command, machine, code, the tables and the montages."""
     loads = [r["load_before"] for r in results if r.get("load_before") is not None]
     parts = [f"Command: `{command}`", "",
              f"Machine: {machine.get('cpu')}, {machine.get('cpu_count')} cores, torch {machine.get('torch')}; "
              "the 1-minute load average before each cell "
              + (f"{min(loads):.2f}-{max(loads):.2f}" if loads else "unknown")
-             + " (the benchmark itself, two threads, keeps it near 2; per cell in the JSON).", ""]
+             + " (the benchmark itself, two threads, keeps it near 2; per cell in the JSON).", "",
+             code_line(results, code), ""]
     for capture in ("clean", "phone"):
         table = capture_table(results, capture)
         if not table:
