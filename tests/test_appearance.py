@@ -54,6 +54,15 @@ def test_off_is_the_identity_without_parameters() -> None:
         AppearanceTransform(4, "gamma")
 
 
+def test_affine_is_the_default_and_configs_from_before_it_keep_off() -> None:
+    for name in ("tiny", "fast", "paper"):
+        assert config_mod.preset(name).train.appearance == "affine"
+    raw = config_mod.to_dict(config_mod.preset("fast"))
+    assert config_mod.from_dict(raw).train.appearance == "affine"
+    del raw["train"]["appearance"]  # a config.toml written before per-photo colour existed
+    assert config_mod.from_dict(raw).train.appearance == "off"
+
+
 def test_config_rejects_an_unknown_appearance() -> None:
     cfg = tiny_config(appearance="gamma")
     with pytest.raises(ConfigError, match="train.appearance"):

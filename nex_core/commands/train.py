@@ -40,7 +40,7 @@ TRAIN_OVERRIDES = {
     "images_per_step": ("train.images_per_step", int, "training images the rays of one step come from"),
     "lr": ("train.lr", float, "learning rate of the coefficient MLP"),
     "seed": ("train.seed", int, "random seed"),
-    "appearance": ("train.appearance", str, "per-photo colour compensation in training: off or affine"),
+    "appearance": ("train.appearance", str, "per-photo colour compensation in training: affine (default) or off"),
     "device": ("train.device", str, "auto, cpu, cuda or cuda:N"),
     "precision": ("train.precision", str, "auto (bf16 on CUDA, fp16 with loss scaling on GPUs without bf16; "
                                           "bf16 on CPUs where it is faster), fp32 or bf16"),

@@ -103,8 +103,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     render_chunk: int = 4096  # rays per chunk when rendering whole images
     # Per-photo colour compensation (model/appearance.py), in training only: the bake and renderers use the
-    # identity. "affine": a 3x3 + bias per training photo, centred so that their mean is the identity.
-    appearance: str = "off"  # "off" or "affine"
+    # identity. "affine": a 3x3 + bias per training photo, centred so that their mean is the identity (the
+    # default: it absorbs phone captures' exposure and white-balance drift and costs nothing measurable on
+    # captures without drift; the suite table is in docs/benchmarks.md). "off": the reference's.
+    appearance: str = "affine"  # "off" or "affine"
     appearance_weight: float = 1e-3  # L2 pull of each photo's transform towards the identity
     lr_appearance: float = 1e-2  # each photo's transform sees only its own rays: a higher rate than the MLP's
 
@@ -187,6 +189,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         values = dataclasses.asdict(getattr(base, section_name))
         if section_name == "model" and section and "compositing" not in section:
             values["compositing"] = "srgb"  # a config from before the setting: nex composited sRGB values
+        if section_name == "train" and section and "appearance" not in section:
+            values["appearance"] = "off"  # a config from before per-photo colour: trained without it
         for key, value in section.items():
             values[key] = _coerce(value, known[key].type, f"{source} [{section_name}] {key}")
         setattr(out, section_name, cls(**values))

@@ -26,7 +26,8 @@ APPEARANCES = ("off", "affine")
 @dataclass(frozen=True)
 class Setting:
     """One training configuration of the table: a preset, a field, the per-photo colour compensation and
-    any further config entries (``nex train --set``)."""
+    any further config entries (``nex train --set``). Every part is passed to ``nex train`` explicitly, so a
+    cell means the same when nex train's defaults change: an unnamed appearance is ``off``."""
 
     preset: str
     field: str = "mlp"
