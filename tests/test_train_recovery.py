@@ -41,10 +41,10 @@ def test_out_of_memory_splits_the_step(tmp_path):
     trainer = Trainer(cfg(), tmp_path / "run")
     forward = trainer.objective.forward
 
-    def small_memory(origins, dirs, image_index):
+    def small_memory(origins, dirs, image_index, *rest):
         if origins.shape[0] > 200:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return forward(origins, dirs, image_index)
+        return forward(origins, dirs, image_index, *rest)
 
     trainer.objective.forward = small_memory
     trainer.train_step()
