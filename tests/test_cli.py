@@ -116,10 +116,10 @@ def _train_args(*flags: str):
 def test_set_overrides_any_config_entry_with_toml_values():
     from nex_core.commands.train import config_from_args
 
-    cfg = config_from_args(_train_args("--preset", "fast", "--set", "model.grid_max=64", "--set",
+    cfg = config_from_args(_train_args("--preset", "fast", "--set", "model.grid_max=128", "--set",
                                        "train.decay_at=[0.5, 0.9]", "--set", "model.field=grid",
                                        "--set", "data.invz=false", "--set", "train.lr_grid=5e-3"))
-    assert cfg.model.grid_max == 64 and cfg.model.field == "grid" and cfg.data.invz == "false"
+    assert cfg.model.grid_max == 128 and cfg.model.field == "grid" and cfg.data.invz == "false"
     assert cfg.train.decay_at == [0.5, 0.9] and cfg.train.lr_grid == 0.005
 
 

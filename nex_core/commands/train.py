@@ -90,7 +90,7 @@ def register(subparsers) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                        help=f"{text} ({allowed})" if allowed else text)
     p.add_argument("--set", dest="set_values", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="set any config entry (repeatable), e.g. --set model.grid_max=64; VALUE is read as a "
+                   help="set any config entry (repeatable), e.g. --set model.grid_max=128; VALUE is read as a "
                         "TOML value (numbers, true/false, [lists]), else as text")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -166,7 +166,7 @@ def parse_set(text: str) -> tuple[str, object]:
     section, dot, name = key.partition(".")
     if not sep or not dot or section not in ("data", "model", "train") or not name:
         raise ConfigError(f"--set {text!r}: write SECTION.KEY=VALUE with SECTION data, model or train, e.g. "
-                          "--set model.grid_max=64 (config.toml of a run lists every key)")
+                          "--set model.grid_max=128 (config.toml of a run lists every key)")
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:

@@ -64,7 +64,7 @@ class ModelConfig:
     grid_levels: int = 4  # resolutions from grid_base to grid_max (geometric), capped by the MPI's size
     grid_features: int = 4  # features per level
     grid_base: int = 16
-    grid_max: int = 256
+    grid_max: int = 64  # finer grids fit the training views' noise and view-specific colour (the suite table)
     grid_hidden: int = 64
     grid_mlp_layers: int = 1
     # Where the planes' colours are over-composited: "linear" (decoded to linear light, composited, encoded
@@ -90,7 +90,7 @@ class TrainConfig:
     # where the learning rates are multiplied by decay_rate, as fractions of the run (reference: every third)
     decay_at: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     tv_weight: float = 0.03  # total variation of k0
-    grid_tv_weight: float = 0.0  # total variation of the grid field's feature grids (field = "grid" only)
+    grid_tv_weight: float = 0.01  # total variation of the grid field's feature grids (field = "grid" only)
     grad_weight: float = 0.05  # L1 of finite differences over the L-shaped triples
     seed: int = 1
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
