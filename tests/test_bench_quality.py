@@ -95,6 +95,15 @@ def test_settings_parse_with_their_defaults():
         Setting.parse("fast:grid@grid_max=64")
 
 
+def test_a_setting_may_hold_a_toml_list():
+    import bench_quality
+
+    texts = bench_quality._list("fast, fast@train.decay_at=[0.36,0.73]+train.evals=2 ,fast:grid")
+    assert texts == ["fast", "fast@train.decay_at=[0.36,0.73]+train.evals=2", "fast:grid"]
+    assert Setting.parse(texts[1]).train_flags()[-4:] == ["--set", "train.decay_at=[0.36,0.73]",
+                                                         "--set", "train.evals=2"]
+
+
 def test_the_table_means_each_column_over_the_scenes_that_have_it():
     cell = lambda scene, label, psnr: {"scene": scene, "capture": "clean", "label": label, "minutes": 1.0,  # noqa: E731
                                        "psnr": psnr, "ssim": 0.5, "steps": 10}

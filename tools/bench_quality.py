@@ -44,7 +44,15 @@ DOCS = REPO / "docs"
 
 
 def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """Split on the commas outside brackets, so that a setting may hold a TOML list
+    (``fast@train.decay_at=[0.5,0.75]``)."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(text[start:i].strip())
+            start = i + 1
+    return [t for t in items if t]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
