@@ -191,6 +191,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
             values["compositing"] = "srgb"  # a config from before the setting: nex composited sRGB values
         if section_name == "train" and section and "appearance" not in section:
             values["appearance"] = "off"  # a config from before per-photo colour: trained without it
+        if section_name == "train" and section and "grid_tv_weight" not in section:
+            values["grid_tv_weight"] = 0.0  # a config from before the grids' total variation: trained without it
         for key, value in section.items():
             values[key] = _coerce(value, known[key].type, f"{source} [{section_name}] {key}")
         setattr(out, section_name, cls(**values))
