@@ -204,3 +204,11 @@ def test_grid_tv_smooths_the_feature_grids(tmp_path):
         return float(trainer.model.field_tv_loss().detach())
 
     assert grid_tv(1.0, "smooth") < 0.5 * grid_tv(0.0, "plain")
+
+
+def test_configs_from_before_grid_tv_read_it_as_off():
+    """A config.toml written before train.grid_tv_weight existed trained without it: resuming keeps that."""
+    raw = config_mod.to_dict(config_mod.preset("fast"))
+    assert config_mod.from_dict(raw).train.grid_tv_weight == 0.01
+    del raw["train"]["grid_tv_weight"]
+    assert config_mod.from_dict(raw).train.grid_tv_weight == 0.0

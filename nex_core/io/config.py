@@ -187,12 +187,8 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         if section_name == "train":
             section = _legacy_train(section, base.train.steps, source)
         values = dataclasses.asdict(getattr(base, section_name))
-        if section_name == "model" and section and "compositing" not in section:
-            values["compositing"] = "srgb"  # a config from before the setting: nex composited sRGB values
-        if section_name == "train" and section and "appearance" not in section:
-            values["appearance"] = "off"  # a config from before per-photo colour: trained without it
-        if section_name == "train" and section and "grid_tv_weight" not in section:
-            values["grid_tv_weight"] = 0.0  # a config from before the grids' total variation: trained without it
+        if section:
+            values.update({k: v for k, v in ABSENT_MEANS[section_name].items() if k not in section})
         for key, value in section.items():
             values[key] = _coerce(value, known[key].type, f"{source} [{section_name}] {key}")
         setattr(out, section_name, cls(**values))
@@ -201,6 +197,15 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 LEGACY_TRAIN_KEYS = ("decay_every",)
+
+# Settings added after configs were first written, with what their absence means in a file that has the
+# section: how the run was trained before the setting existed (a run's config.toml lists every key it knew).
+ABSENT_MEANS: dict[str, dict[str, Any]] = {
+    "data": {},
+    "model": {"compositing": "srgb"},  # nex composited sRGB values
+    "train": {"appearance": "off",  # no per-photo colour compensation
+              "grid_tv_weight": 0.0},  # no total variation of the grid field's feature grids
+}
 
 
 def legacy_decay_points(decay_every: int, steps: int) -> list[float]:
