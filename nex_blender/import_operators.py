@@ -72,7 +72,8 @@ class NEX_OT_import_mpi(bpy.types.Operator):
                                description="Set the render settings under which the planes render exactly as "
                                            "nex_core renders them: a 0.01-pixel filter in Cycles and none in "
                                            "EEVEE (sharper, but your own objects lose anti-aliasing), transparent "
-                                           "bounces for every plane")
+                                           "bounces for every plane, Cycles' denoiser off (one sample is then "
+                                           "noise-free for the MPI)")
     merge_planes: IntProperty(name="Merge Planes", default=1, min=1, max=64,
                               description="Build one plane from every N consecutive planes of a layer (their "
                                           "alpha composited; N must divide the planes per layer): faster in "

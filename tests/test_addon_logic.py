@@ -297,5 +297,6 @@ def test_exact_render_settings_cover_both_engines():
     assert by_path["cycles.transparent_max_bounces"].value == 40
     assert by_path["cycles.min_transparent_bounces"].value == 32
     assert by_path["render.filter_size"].engine == "EEVEE" and by_path["render.filter_size"].value == 0.0
+    assert by_path["cycles.use_denoising"].value is False
     text = colour.describe_settings(settings)
     assert text.count("\n") == len(settings) - 1 and "Cycles: cycles.filter_width = 0.01" in text

@@ -49,7 +49,7 @@ class RenderSetting:
 def exact_render_settings(n_planes: int, bounce_margin: int) -> list[RenderSetting]:
     """The settings under which a render of the MPI equals nex_core's (the numpy reference renders one
     ray through each pixel's centre): a point-like pixel filter, enough transparent bounces that no ray
-    stops inside the stack, and no path termination by Russian roulette among the planes."""
+    stops inside the stack, no path termination by Russian roulette among the planes, and no denoiser."""
     return [
         RenderSetting("CYCLES", "cycles.filter_width", 0.01,
                       "Blender's default 1.5-pixel filter blurs each pixel with its neighbours; 0.01 samples the "
@@ -59,6 +59,9 @@ def exact_render_settings(n_planes: int, bounce_margin: int) -> list[RenderSetti
         RenderSetting("CYCLES", "cycles.min_transparent_bounces", n_planes,
                       "below this many transparent bounces no path ends early, so one sample composites the "
                       "stack without noise"),
+        RenderSetting("CYCLES", "cycles.use_denoising", False,
+                      "with the settings above one sample composites the stack without noise, and a denoiser "
+                      "only smooths the MPI's texels"),
         RenderSetting("EEVEE", "render.filter_size", 0.0,
                       "EEVEE's default 1.5-pixel reconstruction filter blurs the MPI's pixels"),
     ]
