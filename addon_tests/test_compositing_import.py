@@ -97,13 +97,15 @@ def test_exact_pixels_sets_the_filters_and_keeps_higher_bounces(scene, bpy_modul
     scene.cycles.filter_width = 1.5
     scene.render.filter_size = 1.5
     scene.cycles.transparent_max_bounces = 200
+    scene.cycles.use_denoising = True
     result = addon.mpi_import.import_mpi(bpy.context, addon.mpi_import.MPIImportOptions(baked_dir, exact_pixels=True))
     assert scene.cycles.filter_width == pytest.approx(0.01)
     assert scene.render.filter_size == 0.0
     assert scene.cycles.transparent_max_bounces == 200  # the user's higher value stays
     assert scene.cycles.min_transparent_bounces >= baked.info.n_planes
     changed = {path for path, _, _ in result.render_settings}
-    assert {"cycles.filter_width", "render.filter_size"} <= changed
+    assert not scene.cycles.use_denoising
+    assert {"cycles.filter_width", "render.filter_size", "cycles.use_denoising"} <= changed
     # Without the option nothing of the user's anti-aliasing changes.
     scene.cycles.filter_width = 1.5
     addon.mpi_import.import_mpi(bpy.context, addon.mpi_import.MPIImportOptions(baked_dir))

@@ -1,6 +1,6 @@
 """The add-on leaves nothing behind that breaks Blender's exit: a fresh Python installs the built zip,
-enables it, uses it (Import Cameras, Import MPI, a Cycles render, a preview icon), optionally disables it,
-and exits with code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
+enables it, uses it (Import Cameras, Import MPI, a Cycles render, a preview icon, the evaluated depsgraph a
+window would hold), optionally disables it, and exits with code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
 ``-m smoke``): bpy 4.2 keeps every registered PropertyGroup class alive, and it crashed at exit while a
 class of ours could still reach the ``bpy`` module (see ``nex_blender/compat.py``)."""
 
@@ -44,6 +44,13 @@ _SCRIPT = textwrap.dedent("""
         previews = importlib.import_module(module + ".previews")
         previews.refresh(sorted(glob.glob(scene_dir + "/images/*"))[0])
         assert len(previews._previews) == 1  # (background mode gives no icon ids, only the collection)
+        # What a window always has and background mode does not: the view layer's evaluated depsgraph,
+        # which holds copies of the NeX MPI node trees (freed at exit, after the add-on is disabled).
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        depsgraph.update()
+        assert any(isinstance(i, bpy.types.Material) and i.node_tree is not None
+                   and any(n.bl_idname == "ShaderNodeNexMPI" for n in i.node_tree.nodes)
+                   for i in depsgraph.ids), "the depsgraph holds no evaluated NeX MPI material"
     if disable == "1":
         bpy.ops.preferences.addon_disable(module=module)
         assert module not in bpy.context.preferences.addons, "still enabled after disable"
