@@ -400,3 +400,35 @@ def test_synthetic_mpi_matches_in_both_engines(scene, bpy_module, addon, synthet
     record_property("psnr_db", value)
     print(f"{engine} vs nex_core, synthetic MPI, off-reference view: PSNR {value:.2f} dB")
     assert value >= 40.0
+
+
+@pytest.mark.smoke
+def test_release_nodes_leaves_no_evaluated_custom_node(scene, bpy_module, addon, synthetic_baked, tmp_path):
+    """What the add-on does as it is disabled in Blender 4.2/4.5 (called directly here, in every version):
+    every NeX MPI node becomes a plain group node, the evaluated depsgraph no longer holds a node of the
+    class about to be unregistered (4.2 crashed at exit freeing such copies), and the pixels stay."""
+    bpy = bpy_module
+    baked_dir, baked = synthetic_baked
+    assert bpy.ops.nex.import_mpi(directory=str(baked_dir), linear_output=False) == {"FINISHED"}
+    cam = _off_reference_camera(baked.info)
+    obj = bpy.data.objects.new("off", bpy.data.cameras.new("off"))
+    scene.collection.objects.link(obj)
+    addon.camera_import.apply_camera(obj, cam, scene)
+    scene.camera = obj
+    before = render_to_array(scene, tmp_path / "before.png")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    depsgraph.update()
+
+    def custom_nodes(materials) -> int:
+        return sum(n.bl_idname == "ShaderNodeNexMPI" for m in materials if m.node_tree is not None
+                   for n in m.node_tree.nodes)
+
+    planes = custom_nodes(bpy.data.materials)
+    assert planes > 1
+    assert custom_nodes(i for i in depsgraph.ids if isinstance(i, bpy.types.Material)) == planes
+    assert addon.mpi_node.release_nodes(bpy.data) == planes
+    assert custom_nodes(bpy.data.materials) == 0
+    assert custom_nodes(i for i in depsgraph.ids if isinstance(i, bpy.types.Material)) == 0
+    assert sum(len(addon.shading.mpi_nodes(m)) for m in bpy.data.materials) == planes  # plain ones now
+    after = render_to_array(scene, tmp_path / "after.png")
+    assert np.abs(after - before).max() <= 2.0 / 65535.0

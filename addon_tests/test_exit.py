@@ -1,6 +1,7 @@
 """The add-on leaves nothing behind that breaks Blender's exit: a fresh Python installs the built zip,
 enables it, uses it (Import Cameras, Import MPI, a Cycles render, a preview icon, the evaluated depsgraph a
-window would hold), optionally disables it, and exits with code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
+window would hold), optionally disables it (in 4.2/4.5 the file must then render as before: the add-on made it
+portable), and exits with code 0. Run in every Blender version CI has (5.0 in the main suite, 4.2 LTS and 4.5 LTS through
 ``-m smoke``): bpy 4.2 keeps every registered PropertyGroup class alive, and it crashed at exit while a
 class of ours could still reach the ``bpy`` module (see ``nex_blender/compat.py``)."""
 
@@ -54,6 +55,16 @@ _SCRIPT = textwrap.dedent("""
     if disable == "1":
         bpy.ops.preferences.addon_disable(module=module)
         assert module not in bpy.context.preferences.addons, "still enabled after disable"
+        if use == "1" and bpy.app.version < (5, 0, 0):
+            # 4.2/4.5 make the file portable as the add-on goes (compat.DISABLE_MAKES_PORTABLE): no node
+            # of the freed class is left, and the planes render as before.
+            kinds = {n.bl_idname for m in bpy.data.materials if m.node_tree for n in m.node_tree.nodes}
+            assert not kinds & {"ShaderNodeNexMPI", "NodeUndefined"}, kinds
+            first = list(bpy.data.images.load(out_png).pixels)
+            sc.render.filepath = out_png + ".after.png"
+            bpy.ops.render.render(write_still=True)
+            again = list(bpy.data.images.load(out_png + ".after.png").pixels)
+            assert max(abs(a - b) for a, b in zip(first, again)) <= 2 / 255, "renders differently after disable"
     print("NEX-EXIT-CHECK: reached the end", flush=True)
 """)
 

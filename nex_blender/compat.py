@@ -8,6 +8,11 @@
 * A .blend saved with NeX MPI nodes, opened without the add-on: 5.0 still evaluates the inner tree of
   the (now undefined) custom group node; 4.2 and 4.5 do not (the planes render wrong), so there the
   file needs the add-on, or *Make Portable* (plain group nodes) before it travels.
+* Disabling the add-on with NeX MPI nodes in the open file: 4.2 and 4.5 leave the evaluated (copy-on-
+  evaluation) copies of their trees holding nodes whose type is freed with the node class, and freeing
+  such a copy later (at the next evaluation or when Blender quits) reads the freed type: a segmentation
+  fault at exit, seen in bpy 4.2.23 (``node_free_node`` under ``DEG_graph_free``). There the add-on makes
+  the file portable as it is disabled (``mpi_node.release_nodes``), which also keeps it rendering.
 * Not a switch but a rule the add-on keeps: bpy 4.2 (seen in 4.2.23, not in 4.5.15) keeps a reference
   to every PropertyGroup class it registers, even after unregistering it. Whatever such a class reaches
   outlives the interpreter; when that includes the ``bpy`` module, Blender's own shutdown (run when the
@@ -25,6 +30,7 @@ import bpy
 
 HAS_USE_NODES = bpy.app.version < (5, 0, 0)
 UNDEFINED_GROUPS_EVALUATED = bpy.app.version >= (5, 0, 0)
+DISABLE_MAKES_PORTABLE = bpy.app.version < (5, 0, 0)
 
 
 def eevee_engine(scene) -> str:

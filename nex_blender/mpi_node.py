@@ -6,7 +6,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, PointerProperty, StringProperty
 
-from . import compat
+from . import compat, shading
 from .shading import FILTERING_ITEMS, GROUP_TAG, NODE_IDNAME, _spec, fill_tree, new_tree
 
 
@@ -103,5 +103,28 @@ def register() -> None:
     compat.shader_add_menu().append(_add_menu)
 
 
+def release_nodes(data) -> int:
+    """Swap every NeX MPI node in ``data`` (a ``bpy.data``) for a plain group node, then re-evaluate each
+    existing depsgraph so that no evaluated copy still holds a node of this class when it is unregistered
+    (see ``compat.DISABLE_MAKES_PORTABLE``). Returns how many nodes were swapped."""
+    count = sum(shading.make_tree_portable(tree) for tree in shading.shader_trees(data))
+    if count:
+        for scene in data.scenes:
+            for layer in scene.view_layers:
+                if layer.depsgraph is not None:  # only the depsgraphs that exist; none is made here
+                    layer.depsgraph.update()
+    return count
+
+
+def register() -> None:
+    compat.shader_add_menu().append(_add_menu)
+
+
 def unregister() -> None:
     compat.shader_add_menu().remove(_add_menu)
+    data = bpy.data
+    if compat.DISABLE_MAKES_PORTABLE and hasattr(data, "materials"):  # (no data while Blender starts up)
+        count = release_nodes(data)
+        if count:
+            print(f"NeX: the add-on was disabled: {count} NeX MPI node(s) replaced by plain node groups, as "
+                  "Make Portable does (Blender before 5.0 cannot keep them without the add-on)")

@@ -308,13 +308,26 @@ def mpi_nodes(material) -> list:
 def make_portable(material) -> int:
     """Replace the material's custom NeX MPI nodes by plain group nodes with the same inner tree and
     links (a .blend that never needs the add-on again). Returns how many nodes were replaced."""
-    tree = material.node_tree
+    return make_tree_portable(material.node_tree) if material.node_tree is not None else 0
+
+
+def shader_trees(data) -> list:
+    """Every shader node tree of ``data`` (a ``bpy.data``) that can hold a NeX MPI node: those of
+    materials, worlds and lights, and shader node groups."""
+    owners = [*data.materials, *data.worlds, *data.lights]
+    trees = [o.node_tree for o in owners if getattr(o, "node_tree", None) is not None]
+    return trees + [g for g in data.node_groups if g.bl_idname == "ShaderNodeTree"]
+
+
+def make_tree_portable(tree) -> int:
+    """:func:`make_portable` for one node tree. Returns how many nodes were replaced."""
     count = 0
     for node in [n for n in tree.nodes if n.bl_idname == NODE_IDNAME]:
         plain = tree.nodes.new("ShaderNodeGroup")
         plain.node_tree = node.node_tree
         plain.location, plain.width = node.location, node.width
         plain.label, plain.name = "NeX MPI", node.name + " (plain)"
+        plain.parent = node.parent
         for link in list(tree.links):
             if link.from_node == node:
                 tree.links.new(plain.outputs[link.from_socket.identifier], link.to_socket)
