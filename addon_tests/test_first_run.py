@@ -40,12 +40,15 @@ def _base_python() -> str:
 
 
 @pytest.fixture(scope="session")
-def wheelhouse(request, extension_zip) -> Path:
-    """The project's dependencies as wheels (torch included), fetched once and kept in pytest's cache; the
-    project's own wheel is left out, so that only the zip can provide nex_core."""
+def wheelhouse(request, extension_zip, tmp_path_factory) -> Path:
+    """The project's dependencies as wheels (torch included), fetched once and kept in pytest's cache (in a
+    temporary folder under ``-p no:cacheprovider``); the project's own wheel is left out, so that only the
+    zip can provide nex_core."""
     import zipfile
 
-    folder = Path(request.config.cache.mkdir("nex_first_run_wheels"))
+    cache = getattr(request.config, "cache", None)
+    folder = (Path(cache.mkdir("nex_first_run_wheels")) if cache is not None
+              else tmp_path_factory.mktemp("nex_first_run_wheels"))
     with zipfile.ZipFile(extension_zip) as zf:
         wheel_name = json.loads(zf.read("_build_info.json"))["wheel"]
         staged = folder.parent / Path(wheel_name).name
