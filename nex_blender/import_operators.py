@@ -196,7 +196,7 @@ class NEX_OT_make_portable(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        count = sum(shading.make_portable(m) for m in bpy.data.materials if m.node_tree is not None)
+        count = sum(shading.make_tree_portable(tree) for tree in shading.shader_trees(bpy.data))
         self.report({"INFO"}, f"{count} NeX MPI node(s) replaced by plain node groups")
         return {"FINISHED"}
 

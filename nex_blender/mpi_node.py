@@ -99,10 +99,6 @@ def _add_menu(self, context):
 classes = (ShaderNodeNexMPI,)
 
 
-def register() -> None:
-    compat.shader_add_menu().append(_add_menu)
-
-
 def release_nodes(data) -> int:
     """Swap every NeX MPI node in ``data`` (a ``bpy.data``) for a plain group node, then re-evaluate each
     existing depsgraph so that no evaluated copy still holds a node of this class when it is unregistered
@@ -124,7 +120,12 @@ def unregister() -> None:
     compat.shader_add_menu().remove(_add_menu)
     data = bpy.data
     if compat.DISABLE_MAKES_PORTABLE and hasattr(data, "materials"):  # (no data while Blender starts up)
-        count = release_nodes(data)
+        try:
+            count = release_nodes(data)
+        except Exception as exc:  # disabling must go on: a half-unregistered add-on is worse
+            print(f"NeX: could not make the open file portable before disabling ({exc}); run Make Portable "
+                  "before saving it")
+            return
         if count:
             print(f"NeX: the add-on was disabled: {count} NeX MPI node(s) replaced by plain node groups, as "
                   "Make Portable does (Blender before 5.0 cannot keep them without the add-on)")

@@ -25,7 +25,7 @@ module docstring and ``nex_core.io.baked``), with plain shader nodes that Cycles
 The material mixes a Transparent BSDF and an Emission by alpha. The inner tree is an ordinary node group:
 a .blend saved with it renders the same in a Blender 5.0 without this add-on (the custom node then shows as
 undefined but its group is still evaluated; 4.2 and 4.5 do not evaluate it, see ``compat``);
-:func:`make_portable` swaps the custom nodes for plain group nodes for good, in every version. What a tree
+:func:`make_tree_portable` swaps the custom nodes for plain group nodes for good, in every version. What a tree
 is built from (``ShaderSpec``) is plain data made in ``nex_core.io.addon.shading_spec``.
 """
 
@@ -298,29 +298,24 @@ def build_material(name: str, group, emission_strength: float = 1.0):
 
 
 def mpi_nodes(material) -> list:
-    """The NeX MPI nodes of a material (custom or, after make_portable / without the add-on, plain)."""
+    """The NeX MPI nodes of a material (custom or, after Make Portable / without the add-on, plain)."""
     if material is None or material.node_tree is None:
         return []
     return [n for n in material.node_tree.nodes
             if getattr(n, "node_tree", None) is not None and GROUP_TAG in n.node_tree.keys()]
 
 
-def make_portable(material) -> int:
-    """Replace the material's custom NeX MPI nodes by plain group nodes with the same inner tree and
-    links (a .blend that never needs the add-on again). Returns how many nodes were replaced."""
-    return make_tree_portable(material.node_tree) if material.node_tree is not None else 0
-
-
 def shader_trees(data) -> list:
-    """Every shader node tree of ``data`` (a ``bpy.data``) that can hold a NeX MPI node: those of
-    materials, worlds and lights, and shader node groups."""
-    owners = [*data.materials, *data.worlds, *data.lights]
+    """Every editable shader node tree of ``data`` (a ``bpy.data``) that can hold a NeX MPI node: those of
+    materials, worlds and lights, and shader node groups (not data linked from another .blend)."""
+    owners = [o for o in (*data.materials, *data.worlds, *data.lights) if o.library is None]
     trees = [o.node_tree for o in owners if getattr(o, "node_tree", None) is not None]
-    return trees + [g for g in data.node_groups if g.bl_idname == "ShaderNodeTree"]
+    return trees + [g for g in data.node_groups if g.bl_idname == "ShaderNodeTree" and g.library is None]
 
 
 def make_tree_portable(tree) -> int:
-    """:func:`make_portable` for one node tree. Returns how many nodes were replaced."""
+    """Replace the tree's custom NeX MPI nodes by plain group nodes with the same inner tree, links and
+    input values (a .blend that never needs the add-on again). Returns how many nodes were replaced."""
     count = 0
     for node in [n for n in tree.nodes if n.bl_idname == NODE_IDNAME]:
         plain = tree.nodes.new("ShaderNodeGroup")
