@@ -22,7 +22,7 @@ from nex_core.cli import main
 from nex_core.io import config as config_mod
 from nex_core.io.errors import ConfigError
 from nex_core.io.events import read_events
-from nex_core.training.budget import BudgetLength, StepLength, crossed_mark, decay_factor
+from nex_core.training.budget import BudgetLength, StepLength, crossed_mark, decay_factor, marks_ahead
 from nex_core.training.trainer import Trainer
 
 FAST_DECAY = [5 / 6]
@@ -30,16 +30,21 @@ FAST_DECAY = [5 / 6]
 
 def simulate(minutes: float, step_s, end_s: float = 0.4, setup_s: float = 0.5, decay_at=FAST_DECAY,
              marks: int = 6, spent_s: float = 0.0, floor: float = 0.0, first_step: int = 0,
-             stop_at: float | None = None):
+             stop_at: float | None = None, check_s: float = 0.0):
     """One session of a budget run on a simulated clock: ``step_s(step, now)`` seconds a step, ``end_s``
     for the final checkpoint and evaluation (known once the first step has been timed, as the trainer's
-    warm-up checkpoint does). Returns (steps, seconds from the session's start, lr factor before each
-    step, steps with a mark, the BudgetLength)."""
+    warm-up checkpoint does), ``check_s`` for the evaluation and checkpoint at each mark (reported to the
+    length and reserved for the marks ahead, as the training loop does). Returns (steps, seconds from the
+    session's start, lr factor before each step, steps with a mark, the BudgetLength)."""
     now = setup_s
     measured = []
-    length = BudgetLength(minutes=minutes, started=0.0, first_step=first_step, spent_s=spent_s, floor=floor,
-                          reserve=lambda: end_s if measured else 0.0)
     step = first_step
+
+    def reserve() -> float:
+        return end_s + marks_ahead(length.progress_at(step), marks) * check_s if measured else 0.0
+
+    length = BudgetLength(minutes=minutes, started=0.0, first_step=first_step, spent_s=spent_s, floor=floor,
+                          reserve=reserve)
     length.begin(step, now)
     lrs, marked = [], []
     while length.total is None or step < length.total:
@@ -53,6 +58,8 @@ def simulate(minutes: float, step_s, end_s: float = 0.4, setup_s: float = 0.5, d
         length.after_step(step, now)
         if step < (length.total or step + 1) and crossed_mark(before, length.progress_at(step), marks):
             marked.append(step)
+            now += check_s
+            length.add_check_time(check_s)
     return step, now + end_s, lrs, marked, length
 
 
@@ -94,6 +101,30 @@ def test_the_rate_never_steps_back_up_when_the_estimate_changes(name, machine):
     assert len(marked) == len(set(marked)) == 5  # each of the 5 marks before the end, once
     if "steady" not in name and "slow steps" not in name:  # the estimate did change, so the hold was needed
         assert len({p.total for p in length.plans}) > 1
+
+
+@pytest.mark.parametrize("check_s", [0.0, 30.0, 120.0])
+def test_slow_checks_neither_shorten_the_plan_nor_come_at_once(check_s):
+    """A run whose evaluations take minutes (the held-out views at 1008 x 756 on a CPU: 0.5 s a step, 120 s
+    an evaluation and checkpoint, six marks, 15 minutes). Seen before the checks were left out of the step
+    time: the first evaluation tripled the step time, the shorter plan put the next marks behind the
+    current step, and four evaluations ran within 65 steps, leaving 611 steps of the 1500 the budget had
+    room for."""
+    minutes, step_s, end_s, marks = 15.0, 0.5, 130.0, 6
+    steps, seconds, _, marked, length = simulate(minutes, steady(step_s), end_s=end_s, marks=marks,
+                                                 check_s=check_s)
+    budget = 60 * minutes
+    assert abs(seconds - budget) <= 0.1 * budget, (seconds, length.plans[-3:])
+    room = (budget - end_s - (marks - 1) * check_s) / step_s  # steps the budget has room for
+    assert steps >= 0.9 * room, (steps, room)
+    assert len(marked) == marks - 1
+    for k, step in enumerate(marked, 1):  # each mark near its fraction of the run, not bunched together
+        assert abs(step / steps - k / marks) <= 0.05, (marked, steps)
+
+
+def test_marks_ahead_counts_the_marks_after_the_progress():
+    assert [marks_ahead(p, 6) for p in (0.0, 0.1, 1 / 6, 0.5, 5 / 6, 0.99, 1.0)] == [5, 5, 4, 2, 0, 0, 0]
+    assert marks_ahead(0.3, 0) == marks_ahead(0.3, 1) == 0
 
 
 def test_a_budget_spent_before_training_ends_the_run_at_once():

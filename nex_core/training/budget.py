@@ -8,6 +8,12 @@ the time left (minus what the final checkpoint and evaluation are estimated to t
 every ``1 / replans`` of the run (5 %), and whenever the run would otherwise end past its deadline. Its
 progress is ``step / planned total``, held at its highest value so far: a new, longer plan never moves the
 run back to an earlier fraction, so the learning rate never steps back up and no mark is passed twice.
+
+The step time leaves out the time the run's checks (held-out evaluations, checkpoints) took, as the loop
+reports it (:meth:`BudgetLength.add_check_time`): a run has a fixed number of them, so their cost is kept in
+the reserve (the checks still ahead, from the trainer) instead of being spread over the steps. Spread over
+the steps, one slow evaluation (minutes at 1008 x 756) shortened the plan, which moved the next marks
+before the current step, which ran the next evaluation at once, and so on.
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ EPS = 1e-12  # float slack when comparing a progress with a fraction (1000 / 120
 def decay_factor(progress: float, decay_at: Sequence[float], rate: float) -> float:
     """``rate ** k``, with ``k`` the number of decay points (fractions of the run) at or before ``progress``."""
     return rate ** sum(1 for point in decay_at if progress + EPS >= point)
+
+
+def marks_ahead(progress: float, count: int) -> int:
+    """How many of the marks ``k / count`` (``0 < k < count``; the end has its own) lie after ``progress``."""
+    if count <= 1:
+        return 0
+    return max(0, count - 1 - min(math.floor(progress * count + EPS), count - 1))
 
 
 def crossed_mark(before: float, after: float, count: int) -> bool:
@@ -44,6 +57,10 @@ class StepLength:
         """The fraction of the run done after ``step`` steps."""
         return min(1.0, step / self.total) if self.total else 1.0
 
+    def add_check_time(self, seconds: float) -> None:
+        """Seconds an evaluation or checkpoint between steps took: not part of the step time."""
+        self._checks_s += max(0.0, seconds)
+
     def begin(self, step: int, now: float) -> None:
         """Nothing to measure: the length is fixed."""
 
@@ -60,8 +77,8 @@ class Plan:
 
     step: int  # steps done when it was made
     total: int  # steps the run will have
-    step_s: float  # measured seconds a step (checks between them included)
-    reserve_s: float  # seconds kept for the final checkpoint and evaluation
+    step_s: float  # measured seconds a step (the checks between them left out)
+    reserve_s: float  # seconds kept for the checks still ahead and the final checkpoint and evaluation
     time_left_s: float  # seconds to the deadline when it was made
 
 
@@ -72,7 +89,8 @@ class BudgetLength:
     :meth:`after_step`: ``time.monotonic()`` in the trainer) with ``first_step`` steps done.
 
     ``floor`` is the progress reached before (kept when the same budget is resumed). ``reserve`` gives
-    the seconds the end needs (final checkpoint and evaluation), as the trainer has measured them."""
+    the seconds the rest of the run needs besides its steps (the checks ahead, the final checkpoint and
+    evaluation), as the trainer has measured them."""
 
     minutes: float
     started: float
@@ -88,8 +106,9 @@ class BudgetLength:
     is_budget = True
     total: int | None = None
     plans: list[Plan] = field(default_factory=list)
-    _times: list[tuple[int, float]] = field(default_factory=list)  # (step, time) at each plan and window start
+    _times: list[tuple[int, float, float]] = field(default_factory=list)  # (step, time, check seconds so far)
     _next_plan: int = 0
+    _checks_s: float = 0.0  # seconds the checks of this session took (left out of the step time)
 
     @property
     def deadline(self) -> float:
@@ -108,6 +127,10 @@ class BudgetLength:
             return self.floor
         return max(self.floor, min(1.0, step / self.total) if self.total else 1.0)
 
+    def add_check_time(self, seconds: float) -> None:
+        """Seconds an evaluation or checkpoint between steps took: not part of the step time."""
+        self._checks_s += max(0.0, seconds)
+
     def begin(self, step: int, now: float) -> None:
         """Before the first step: a budget already spent (a finished run resumed) ends the run at once."""
         if now >= self.deadline:
@@ -119,7 +142,7 @@ class BudgetLength:
         multi-process run take the same total (rank 0's)."""
         reserve = self.reserve()
         if not self._times and (step - self.first_step >= self.warmup_steps or now + reserve >= self.deadline):
-            self._times.append((step, now))  # the timing window starts
+            self._times.append((step, now, self._checks_s))  # the timing window starts
         late = now + self._step_s(step, now) + reserve > self.deadline  # the next step would end too late
         if self.total is None:
             due = bool(self._times) and (late or self._window_done(step, now))
@@ -133,18 +156,22 @@ class BudgetLength:
         self.floor = self.progress_at(step)
 
     def _window_done(self, step: int, now: float) -> bool:
-        w_step, w_time = self._times[0]
+        w_step, w_time, w_checks = self._times[0]
         return (step - w_step >= self.min_window_steps
-                and now - w_time >= max(self.min_window_s, self.window_fraction * 60.0 * self.minutes))
+                and now - w_time - (self._checks_s - w_checks)
+                >= max(self.min_window_s, self.window_fraction * 60.0 * self.minutes))
 
     def _step_s(self, step: int, now: float) -> float:
-        """Seconds a step, over the last two plan intervals (so a change of machine load shows soon)."""
-        ref_step, ref_time = self._times[max(0, len(self._times) - 2)] if self._times else (step, now)
-        if step <= ref_step and self._times:
-            ref_step, ref_time = self._times[0]
-        if step <= ref_step:  # no timed interval yet: the whole session so far (setup included), cautiously
-            ref_step, ref_time = self.first_step, self.started
-        return (now - ref_time) / (step - ref_step) if step > ref_step else 0.0
+        """Seconds a step, over the last two plan intervals (so a change of machine load shows soon), the
+        checks in them left out."""
+        ref = self._times[max(0, len(self._times) - 2)] if self._times else (step, now, self._checks_s)
+        if ref[0] >= step and self._times:
+            ref = self._times[0]
+        if ref[0] >= step:  # no timed interval yet: the whole session so far (setup included), cautiously
+            ref = (self.first_step, self.started, 0.0)
+        ref_step, ref_time, ref_checks = ref
+        busy = now - ref_time - (self._checks_s - ref_checks)
+        return max(0.0, busy) / (step - ref_step) if step > ref_step else 0.0
 
     def _plan(self, step: int, now: float) -> None:
         step_s, reserve = self._step_s(step, now), self.reserve()
@@ -154,5 +181,5 @@ class BudgetLength:
         self._next_plan = step + max(1, self.total // self.replans)
         self.plans.append(Plan(step, self.total, step_s, reserve, self.deadline - now))
         if not self._times or self._times[-1][0] != step:
-            self._times.append((step, now))
+            self._times.append((step, now, self._checks_s))
 

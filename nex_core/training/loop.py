@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .budget import BudgetLength, StepLength, crossed_mark
+from .budget import BudgetLength, StepLength, crossed_mark, marks_ahead
 from .distributed import any_rank
 from .resume import record_steps
 
@@ -42,18 +42,31 @@ def make_length(trainer: Any) -> StepLength | BudgetLength:
     return BudgetLength(minutes=t.minutes, started=trainer.started, first_step=trainer.step,
                         spent_s=float(saved.get("spent_s", 0.0)),
                         floor=float(saved.get("progress", 0.0)) if same else 0.0,
-                        reserve=lambda: end_reserve(trainer))
+                        reserve=lambda: end_reserve(trainer) + checks_reserve(trainer))
+
+
+def eval_estimate(trainer: Any) -> float:
+    """Seconds a held-out evaluation takes: as measured last, else from the preview's render time per pixel."""
+    scene = trainer.scene
+    if trainer.eval_s is not None or not scene.test_ids:
+        return trainer.eval_s or 0.0
+    pixels = sum(scene.cameras[i].width * scene.cameras[i].height for i in scene.test_ids)
+    return (trainer.preview_s or 0.0) * pixels
 
 
 def end_reserve(trainer: Any) -> float:
-    """Seconds the end of a run needs: its checkpoint and held-out evaluation, as measured last (the
-    evaluation from the preview's render time per pixel until one has run)."""
-    scene = trainer.scene
-    ckpt = trainer.checkpoint_s or 0.0
-    if trainer.eval_s is not None or not scene.test_ids:
-        return ckpt + (trainer.eval_s or 0.0)
-    pixels = sum(scene.cameras[i].width * scene.cameras[i].height for i in scene.test_ids)
-    return ckpt + (trainer.preview_s or 0.0) * pixels
+    """Seconds the end of a run needs: its checkpoint and held-out evaluation, as measured last."""
+    return (trainer.checkpoint_s or 0.0) + eval_estimate(trainer)
+
+
+def checks_reserve(trainer: Any) -> float:
+    """Seconds the evaluations and checkpoints still ahead at marks of the run (``train.evals``,
+    ``train.checkpoints``) will take, each as its last one did."""
+    t = trainer.cfg.train
+    length = getattr(trainer, "length", None)
+    progress = length.progress_at(trainer.step) if length is not None else 0.0
+    return (marks_ahead(progress, t.evals) * eval_estimate(trainer)
+            + marks_ahead(progress, t.checkpoints) * (trainer.checkpoint_s or 0.0))
 
 
 def spent_s(trainer: Any) -> float:
@@ -133,6 +146,7 @@ def run_loop(trainer: Any) -> TrainResult:
             continue
         if length.is_budget and trainer.step == warm and trainer.checkpoint_s is None:
             trainer.checkpoint()  # timed: the end's checkpoint and evaluation are planned with it
+            length.add_check_time(trainer.checkpoint_s or 0.0)
         n_plans = len(getattr(length, "plans", ()))
         length.after_step(trainer.step, time.monotonic(), agree)
         _report_plan(trainer, n_plans, budget)
@@ -149,14 +163,21 @@ def run_loop(trainer: Any) -> TrainResult:
             window_start, window_steps = time.time(), 0
         if ended:
             break
+        # A check at a mark is one of a fixed number (its time is in the budget's reserve, not the step
+        # time); one every N steps costs in proportion to the steps, so it stays in the step time.
+        checks_began, at_mark = time.monotonic(), False
         if (t.eval_every and trainer.step % t.eval_every == 0) or crossed_mark(before, after, t.evals):
+            at_mark = crossed_mark(before, after, t.evals)
             test_psnr = timed_test_psnr(trainer)
             events.emit("eval", "test_psnr", step=trainer.step, steps=total or 0, test_psnr=test_psnr,
                         elapsed_s=time.time() - start_time)
             window_start = time.time()
         if (t.checkpoint_every and trainer.step % t.checkpoint_every == 0) or crossed_mark(before, after,
                                                                                          t.checkpoints):
+            at_mark = at_mark or crossed_mark(before, after, t.checkpoints)
             trainer.checkpoint()
+        if at_mark and length.is_budget:
+            length.add_check_time(time.monotonic() - checks_began)
     trainer.checkpoint()  # (also after a warm-up checkpoint at this step: this one marks the budget used up)
     if length.is_budget:
         record_steps(trainer.cfg, trainer.run_dir, trainer.step, trainer.dist.is_main)
