@@ -50,6 +50,8 @@ def test_the_miniature_runs_every_stage_and_writes_its_json(tmp_path):
         # The prepared scene's undistorted images are cropped a little, never widened.
         assert rows["blender"]["planes"] == 8 and 157 <= rows["blender"]["size"][0] <= 160
         assert 108 <= rows["blender"]["size"][1] <= 120
+        # By default the frames are the MPI's own pixels (Exact Pixels, one sample), not Blender's settings.
+        assert rows["cycles frame"]["settings"] == rows["blender"]["settings"] == "Exact Pixels, 1 sample"
     assert result["machine"] and result["settings"]["width"] == 160
     assert "| stage | seconds | peak RSS (MB) |" in out.stdout and "| train |" in out.stdout
 

@@ -110,8 +110,6 @@ def blender_child(job_path: Path) -> None:
             t = time.perf_counter()
             bpy.ops.render.render(write_still=True)
             times[setup][name] = time.perf_counter() - t
-    # Free the scene while the NeX MPI node type is still registered (see addon_tests/conftest.py).
-    bpy.ops.wm.read_homefile(use_empty=True)
     (out_dir / "times.json").write_text(json.dumps(times))
 
 

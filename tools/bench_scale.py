@@ -52,7 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2000, help="training steps (default: 2000)")
     p.add_argument("--minutes", type=float, default=None,
                    help="training time budget, passed to `nex train --minutes` instead of --steps")
-    p.add_argument("--cycles-samples", type=int, default=16, help="Cycles samples of the Blender frame (default: 16)")
+    p.add_argument("--blender-settings", choices=("exact", "default"), default="exact",
+                   help="the Blender frames: Import MPI's Exact Pixels at one sample (the setting for the MPI's "
+                        "own pixels; default), or Blender's render settings with --cycles-samples")
+    p.add_argument("--cycles-samples", type=int, default=16,
+                   help="Cycles samples of the frame under --blender-settings default (default: 16)")
     p.add_argument("--merge-planes", type=int, default=1, help="Import MPI's Merge Planes for the Blender stage")
     p.add_argument("--skip", default="", help=f"comma-separated stages to skip ({', '.join(STAGES)})")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per stage (default: 3600)")
@@ -133,7 +137,7 @@ def blender_stage(baked: Path, out_json: Path, frames: str) -> None:
     """Install the add-on from its zip into a throw-away user folder, import ``baked``, render a Cycles
     and an EEVEE frame from the reference camera; write the timings to ``out_json``."""
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="nex_bench_scale_")
-    samples, merge = (int(x) for x in frames.split(","))
+    samples, merge, exact = (int(x) for x in frames.split(","))
     result: dict = {}
     dist = Path(tempfile.mkdtemp(prefix="nex_bench_zip_"))
     build = subprocess.run([sys.executable, str(REPO / "tools" / "build_extension.py"), "--out", str(dist)],
@@ -147,10 +151,13 @@ def blender_stage(baked: Path, out_json: Path, frames: str) -> None:
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     t = time.perf_counter()
-    assert bpy.ops.nex.import_mpi(directory=str(baked), merge_planes=merge) == {"FINISHED"}
+    assert bpy.ops.nex.import_mpi(directory=str(baked), merge_planes=merge, exact_pixels=bool(exact)) == {"FINISHED"}
     result["import_s"] = time.perf_counter() - t
     result["planes"] = int(bpy.context.view_layer.objects.active["nex_planes"])
-    scene.cycles.samples, scene.cycles.device = samples, "CPU"
+    scene.cycles.samples, scene.cycles.device = (1 if exact else samples), "CPU"
+    if exact:
+        scene.eevee.taa_render_samples = 1
+    result["settings"] = "Exact Pixels, 1 sample" if exact else f"Blender's, Cycles {samples} samples"
     for engine in ("CYCLES", "BLENDER_EEVEE_NEXT", "BLENDER_EEVEE"):
         key = "cycles" if engine == "CYCLES" else "eevee"
         if key in result:
@@ -258,10 +265,10 @@ def run_chain(args: argparse.Namespace) -> dict:
         out_json.unlink(missing_ok=True)
         row = stage("blender", [sys.executable, str(Path(__file__).resolve()), "--scene", str(args.scene),
                                 "--out", str(work), "--blender-stage", str(baked), str(out_json),
-                                f"{args.cycles_samples},{args.merge_planes}"])
+                                f"{args.cycles_samples},{args.merge_planes},{int(args.blender_settings == 'exact')}"])
         if row["ok"] and out_json.is_file():
             got = json.loads(out_json.read_text())
-            row.update(planes=got["planes"], size=got["size"])
+            row.update(planes=got["planes"], size=got["size"], settings=got["settings"])
             for key, label in (("import_s", "blender import"), ("cycles", "cycles frame"), ("eevee", "eevee frame")):
                 value = got.get(key)
                 sub = {"stage": label, "peak_rss_mb": row["peak_rss_mb"], "shared_process": True}
@@ -269,6 +276,8 @@ def run_chain(args: argparse.Namespace) -> dict:
                     sub.update(ok=False, error=value["error"])
                 else:
                     sub.update(ok=True, seconds=round(value if key == "import_s" else value["seconds"], 2))
+                if key != "import_s":
+                    sub["settings"] = got["settings"]
                 stages.append(sub)
     for row in stages:
         name = "eval" if row["stage"] == "eval" else row["stage"]
@@ -302,6 +311,9 @@ def table(result: dict) -> str:
             notes.append(f"{r['views']} views, {r['per_view_s']} s/view, PSNR {r['psnr']:.2f}")
         if "fetch_s" in r:
             notes.append(f"page + {r['fetched_mb']} MB of textures fetched in {r['fetch_s']} s")
+        if r.get("settings"):
+            notes.append(f"{r['settings']}, {r.get('size', [0, 0])[0]}x{r.get('size', [0, 0])[1]}" if r.get("size")
+                         else r["settings"])
         if r.get("shared_process"):
             notes.append("one Blender process (its peak)")
         if not r.get("ok"):
