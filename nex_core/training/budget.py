@@ -58,8 +58,7 @@ class StepLength:
         return min(1.0, step / self.total) if self.total else 1.0
 
     def add_check_time(self, seconds: float) -> None:
-        """Seconds an evaluation or checkpoint between steps took: not part of the step time."""
-        self._checks_s += max(0.0, seconds)
+        """Nothing to leave out: the length is fixed."""
 
     def begin(self, step: int, now: float) -> None:
         """Nothing to measure: the length is fixed."""

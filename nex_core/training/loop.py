@@ -176,7 +176,7 @@ def run_loop(trainer: Any) -> TrainResult:
                                                                                          t.checkpoints):
             at_mark = at_mark or crossed_mark(before, after, t.checkpoints)
             trainer.checkpoint()
-        if at_mark and length.is_budget:
+        if at_mark:
             length.add_check_time(time.monotonic() - checks_began)
     trainer.checkpoint()  # (also after a warm-up checkpoint at this step: this one marks the budget used up)
     if length.is_budget:
