@@ -312,8 +312,8 @@ def table(result: dict) -> str:
         if "fetch_s" in r:
             notes.append(f"page + {r['fetched_mb']} MB of textures fetched in {r['fetch_s']} s")
         if r.get("settings"):
-            notes.append(f"{r['settings']}, {r.get('size', [0, 0])[0]}x{r.get('size', [0, 0])[1]}" if r.get("size")
-                         else r["settings"])
+            size = r.get("size")
+            notes.append(f"{r['settings']}, {size[0]}x{size[1]}" if size else r["settings"])
         if r.get("shared_process"):
             notes.append("one Blender process (its peak)")
         if not r.get("ok"):

@@ -165,18 +165,16 @@ def run_loop(trainer: Any) -> TrainResult:
             break
         # A check at a mark is one of a fixed number (its time is in the budget's reserve, not the step
         # time); one every N steps costs in proportion to the steps, so it stays in the step time.
-        checks_began, at_mark = time.monotonic(), False
-        if (t.eval_every and trainer.step % t.eval_every == 0) or crossed_mark(before, after, t.evals):
-            at_mark = crossed_mark(before, after, t.evals)
+        checks_began = time.monotonic()
+        eval_mark, checkpoint_mark = crossed_mark(before, after, t.evals), crossed_mark(before, after, t.checkpoints)
+        if (t.eval_every and trainer.step % t.eval_every == 0) or eval_mark:
             test_psnr = timed_test_psnr(trainer)
             events.emit("eval", "test_psnr", step=trainer.step, steps=total or 0, test_psnr=test_psnr,
                         elapsed_s=time.time() - start_time)
             window_start = time.time()
-        if (t.checkpoint_every and trainer.step % t.checkpoint_every == 0) or crossed_mark(before, after,
-                                                                                         t.checkpoints):
-            at_mark = at_mark or crossed_mark(before, after, t.checkpoints)
+        if (t.checkpoint_every and trainer.step % t.checkpoint_every == 0) or checkpoint_mark:
             trainer.checkpoint()
-        if at_mark:
+        if eval_mark or checkpoint_mark:
             length.add_check_time(time.monotonic() - checks_began)
     trainer.checkpoint()  # (also after a warm-up checkpoint at this step: this one marks the budget used up)
     if length.is_budget:
