@@ -206,20 +206,25 @@ def apply_exact_settings(scene, n_planes: int) -> list[tuple[str, object, object
     return changed
 
 
-def _atlas_pixels(image) -> np.ndarray:
-    """An 8-bit atlas's first channel, [H, W] top row first."""
+def _atlas_codes(image) -> np.ndarray:
+    """An 8-bit atlas's first channel as its 8-bit codes, [H, W] uint8, top row first (a copy: the float
+    RGBA buffer Blender hands out, 16 bytes a texel, is freed at once)."""
     w, h = image.size
     buf = np.empty(w * h * image.channels, np.float32)
     image.pixels.foreach_get(buf)
-    return buf.reshape(h, w, image.channels)[::-1, :, 0]
+    return np.round(buf.reshape(h, w, image.channels)[::-1, :, 0] * 255.0).astype(np.uint8)
 
 
 def _merge_alpha_images(layout, images: dict[int, str], k: int, name: str) -> None:
-    """Replace the alpha atlases in ``images`` by packed copies whose group-first tiles hold the merged
-    alpha (``planes.merge_alpha_atlases``)."""
-    alpha = {i: _atlas_pixels(bpy.data.images[images[i]]) for i, t in enumerate(layout.textures)
+    """Replace the alpha atlases in ``images`` that hold merged planes by packed copies whose group-first
+    tiles hold the merged alpha (``planes.merge_alpha_atlases``); drop the alpha atlases no merged plane
+    reads."""
+    alpha = {i: _atlas_codes(bpy.data.images[images[i]]) for i, t in enumerate(layout.textures)
              if t.kind == "alpha"}
-    for index, values in _planes().merge_alpha_atlases(layout, alpha, k).items():
+    merged = _planes().merge_alpha_atlases(layout, alpha, k)
+    for index in alpha:
+        bpy.data.images.remove(bpy.data.images[images.pop(index)])
+    for index, values in merged.items():
         h, w = values.shape
         img = bpy.data.images.new(f"{name} merged x{k} {layout.textures[index].file}", w, h, alpha=False)
         img.colorspace_settings.name = "Non-Color"  # before the pixels: changing it resets a generated image
@@ -229,7 +234,6 @@ def _merge_alpha_images(layout, images: dict[int, str], k: int, name: str) -> No
         img.pixels.foreach_set(rgba.ravel())
         img.update()
         img.pack()  # generated pixels: kept in the .blend (as PNG), not written beside the bake
-        bpy.data.images.remove(bpy.data.images[images[index]])
         images[index] = img.name
 
 

@@ -86,12 +86,32 @@ def test_splits_are_the_fewest_that_fit():
     assert bf16.train_activations < whole.train_activations
 
 
+def test_a_cpu_keeps_micro_batches_small_however_much_memory_is_free():
+    _, model = _model()
+    whole = plan_memory(model, 6000, 4096, resident=10**8, available=None, dtype=None)
+    cap = whole.train_activations / 3  # asks for 4 micro-batches (the next power of two)
+    plan = plan_memory(model, 6000, 4096, resident=10**8, available=None, dtype=None, max_batch_bytes=cap)
+    assert plan.micro_batches == 4 and plan.train_activations <= cap
+    assert plan.capped and not plan.split and "kept small for the CPU" in plan.describe()
+    # Less memory than even that: split further, and say it was to fit.
+    fixed = plan.optimiser + plan.regulariser
+    tight = plan_memory(model, 6000, 4096, resident=10**8, dtype=None, max_batch_bytes=cap,
+                        available=int((fixed + plan.train_activations / 2 * 1.05) / memory_plan.HEADROOM))
+    assert tight.micro_batches == 8 and tight.split and tight.fits()
+    # A budget above the whole step's activations changes nothing.
+    roomy = plan_memory(model, 6000, 4096, resident=10**8, available=None, dtype=None,
+                        max_batch_bytes=2 * whole.train_activations)
+    assert roomy.micro_batches == 1 and not roomy.capped
+
+
 def test_trainer_splits_to_fit_a_simulated_device(tmp_path, monkeypatch):
     from nex_core.training.trainer import Trainer
 
     cfg = tiny_config(steps=1, rays=30000, precision="fp32")
     cfg.model.layers, cfg.model.sublayers, cfg.model.hidden = 8, 4, 128
     events = []
+    # As on a GPU, the largest micro-batch that fits (the CPU's own limit is tested above).
+    monkeypatch.setattr(memory_plan, "CPU_MICRO_BATCH_BYTES", None)
     needed = plan_memory(_model()[1], 30000, 4096, 0, None, None)
     size = memory_plan.process_rss_bytes() + 0.5 * needed.added + 3e8  # room for about half the activations
     monkeypatch.setenv(DEVICE_MEMORY_ENV, str(int(size)))

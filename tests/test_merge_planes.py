@@ -61,6 +61,11 @@ def test_merged_alpha_atlases_hold_the_merged_planes(tmp_path):
         got = merged[tile.texture][tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]
         assert np.abs(got - want[m]).max() <= 0.5 / 255 + 1e-6
         assert np.allclose(got * 255, np.round(got * 255))  # 8-bit codes
+    # Only the atlases the merged planes read come back, and 8-bit codes give the same atlases.
+    assert sorted(merged) == planes.merged_alpha_textures(layout, 2) == sorted({t.texture for t in mlayout.tiles["alpha"]})
+    codes = {i: np.round(a * 255).astype(np.uint8) for i, a in atlases.items()}
+    from_codes = planes.merge_alpha_atlases(layout, codes, 2)
+    assert all(np.array_equal(from_codes[i], merged[i]) for i in merged)
 
 
 def test_merging_costs_more_the_more_planes_are_merged():

@@ -29,6 +29,10 @@ DEVICE_MEMORY_ENV = "NEX_DEVICE_MEMORY_BYTES"
 HEADROOM = 0.9  # plan to use at most this share of what is available (allocator slack, fragmentation)
 MIN_RENDER_CHUNK = 256
 GB = 1e9
+# On a CPU, training micro-batches and render chunks are kept to about this much activation memory: larger
+# ones run no faster there, even slower (the step time by micro-batch size is in docs/benchmarks.md), and
+# the memory is shared with Blender and the user's other programs. GPUs take the largest that fits.
+CPU_MICRO_BATCH_BYTES = 0.5 * GB
 
 
 @dataclass
@@ -45,6 +49,7 @@ class MemoryPlan:
     render_chunk: int
     available: int | None  # what may still be allocated (None: unknown)
     split: bool = False  # micro-batches or a render chunk smaller than configured, to fit
+    capped: bool = False  # micro-batches kept to ``max_batch_bytes`` of activations (the CPU's choice)
 
     @property
     def added(self) -> int:
@@ -61,6 +66,7 @@ class MemoryPlan:
     def describe(self) -> str:
         avail = "unknown" if self.available is None else f"{self.available / GB:.2f} GB"
         return (("split to fit: " if self.split else "")
+                + ("micro-batches kept small for the CPU: " if self.capped and not self.split else "")
                 + f"estimated peak {self.peak / GB:.2f} GB on {self.device} (resident at setup "
                 f"{self.resident / GB:.2f}, gradients + Adam {self.optimiser / GB:.2f}, TV term "
                 f"{self.regulariser / GB:.2f}, activations {self.train_activations / GB:.2f} per micro-batch "
@@ -176,10 +182,10 @@ def resident_and_available(device: torch.device) -> tuple[int, int | None]:
 
 
 def plan_memory(model: NexModel, rays: int, render_chunk: int, resident: int, available: int | None,
-                dtype: torch.dtype | None, device: str = "cpu") -> MemoryPlan:
+                dtype: torch.dtype | None, device: str = "cpu", max_batch_bytes: float | None = None) -> MemoryPlan:
     """The smallest number of micro-batches (a power of two) and the largest render chunk (at most
-    ``render_chunk``, halving) that fit ``available``; the finest split when nothing does (the caller
-    checks :meth:`MemoryPlan.fits`)."""
+    ``render_chunk``, halving) whose activations stay within ``max_batch_bytes`` (None: no limit) and that
+    fit ``available``; the finest split when nothing does (the caller checks :meth:`MemoryPlan.fits`)."""
     params = parameter_bytes(model)
     k0 = model.k0.numel() * 4
     d = model.geom.n_planes
@@ -191,9 +197,15 @@ def plan_memory(model: NexModel, rays: int, render_chunk: int, resident: int, av
         per_batch = 3 * -(-triples // micro)
         return MemoryPlan(device, int(resident), 3 * params, 4 * k0, int(per_batch * train_per_ray),
                           int(chunk * render_per_ray), micro, chunk, available,
-                          split=micro > 1 or chunk < render_chunk)
+                          split=micro > least or chunk < largest, capped=least > 1 or largest < render_chunk)
 
-    micro, chunk = 1, render_chunk
+    # The split max_batch_bytes asks for, whatever the memory available.
+    least, largest = 1, render_chunk
+    while max_batch_bytes and least < triples and 3 * -(-triples // least) * train_per_ray > max_batch_bytes:
+        least *= 2
+    while max_batch_bytes and largest > MIN_RENDER_CHUNK and largest * render_per_ray > max_batch_bytes:
+        largest = max(MIN_RENDER_CHUNK, largest // 2)
+    micro, chunk = least, largest
     while not (plan := make(micro, chunk)).fits():
         can_split, can_shrink = micro < triples, chunk > MIN_RENDER_CHUNK
         if not (can_split or can_shrink):
@@ -226,8 +238,9 @@ def plan_training_memory(cfg: RunConfig, model: NexModel, device: torch.device, 
     does not fit. ``dist``: the trainer's DistInfo (each rank takes its share of the rays)."""
     resident, available = resident_and_available(device)
     world = max(getattr(dist, "world_size", 1), 1)
+    cap = CPU_MICRO_BATCH_BYTES if device.type == "cpu" else None
     plan = plan_memory(model, max(cfg.train.rays // world, 3), cfg.train.render_chunk, resident, available, dtype,
-                       str(device))
+                       str(device), cap)
     if not plan.fits():
         raise ConfigError(f"this run does not fit in memory: {plan.describe()} (with the finest split "
                           f"tried). Try {suggestion(cfg)}.")

@@ -133,17 +133,35 @@ def merge_alpha(alphas) -> np.ndarray:
     return 1.0 - transmittance
 
 
-def merge_alpha_atlases(layout, alpha: dict[int, np.ndarray], k: int) -> dict[int, np.ndarray]:
-    """New alpha atlases (``alpha[index]``: [H, W] in [0, 1], top row first; every alpha atlas of
-    ``layout``) whose group-first tiles hold the merged alpha, snapped to 8-bit codes; the other tiles are
-    left as they were (no merged plane reads them)."""
-    out = {index: np.array(a, dtype=np.float32, copy=True) for index, a in alpha.items()}
+def merged_alpha_textures(layout, k: int) -> list[int]:
+    """The alpha atlases that hold a merged plane's tile (its group's first tile); no merged plane reads
+    the others, so an import can drop them."""
     tiles = layout.tiles["alpha"]
+    return sorted({tiles[group[0]].texture for group in merge_groups(layout.info, k)})
+
+
+def merge_alpha_atlases(layout, alpha: dict[int, np.ndarray], k: int) -> dict[int, np.ndarray]:
+    """New alpha atlases whose group-first tiles hold the merged alpha, snapped to 8-bit codes, in [0, 1].
+
+    ``alpha[index]``: [H, W] top row first, for every alpha atlas of ``layout``, either 8-bit codes (uint8)
+    or values in [0, 1]. Only the atlases of :func:`merged_alpha_textures` are returned; their other tiles
+    are left as they were (no merged plane reads them). Tiles are converted one at a time, so memory
+    stays near the 8-bit inputs plus the atlases returned."""
+    tiles = layout.tiles["alpha"]
+    out = {index: _unit(alpha[index]) for index in merged_alpha_textures(layout, k)}
     for group in merge_groups(layout.info, k):
         first = tiles[group[0]]
-        parts = [alpha[t.texture][t.y:t.y + t.h, t.x:t.x + t.w] for t in (tiles[j] for j in group)]
-        out[first.texture][first.y:first.y + first.h, first.x:first.x + first.w] = merge_alpha(parts)
-    return {index: np.round(a * 255.0) / 255.0 for index, a in out.items()}
+        parts = [_unit(alpha[t.texture][t.y:t.y + t.h, t.x:t.x + t.w]) for t in (tiles[j] for j in group)]
+        out[first.texture][first.y:first.y + first.h, first.x:first.x + first.w] = \
+            np.round(merge_alpha(parts) * 255.0) / 255.0
+    return out
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """8-bit codes (uint8) or values in [0, 1] -> a float32 copy in [0, 1]."""
+    if values.dtype == np.uint8:
+        return values.astype(np.float32) / np.float32(255.0)
+    return np.array(values, dtype=np.float32, copy=True)
 
 
 def merged_baked(baked, k: int):
