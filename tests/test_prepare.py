@@ -28,6 +28,7 @@ pytest.importorskip("pycolmap")
 from nex_core.io.scene import load_scene
 from nex_core.sfm import checks as sfm_checks
 from nex_core.sfm import colmap_run as sfm_colmap
+from nex_core.sfm import lens as sfm_lens
 from nex_core.sfm import photos as photos_mod
 from nex_core.sfm import options, scene_output
 from nex_core.sfm import pipeline as sfm
@@ -125,6 +126,25 @@ def test_prepared_scene_files(prepared) -> None:
     on_disk = json.loads((scene_dir / scene_output.REPORT_FILE).read_text())
     assert on_disk["images_registered"] == 16 and 0 < on_disk["dmin"] < on_disk["dmax"]
     assert report.near_range[0] <= report.dmin and report.dmax <= report.far_range[1]
+
+
+@pytest.mark.slow
+@needs_bpy
+def test_distortion_free_photos_keep_their_full_frame(prepared) -> None:
+    """The render has no lens distortion: k1, k2 do not lower the error enough, so the pinhole model is
+    kept and the photos are neither cropped nor warped."""
+    scene_dir, report, events = prepared
+    assert report.lens_model == "none" and report.lens_chosen_by == "auto"
+    assert not sfm_lens.radial_pays_off(report.radial_error_px, report.no_distortion_error_px)
+    assert report.radial_k1 == 0.0 and report.radial_k2 == 0.0
+    assert report.mean_reprojection_error_px == pytest.approx(report.no_distortion_error_px)
+    assert report.input_size == report.output_size == list(SIZE)
+    assert {Image.open(p).size for p in (scene_dir / "images").iterdir()} == {SIZE}
+    h, w, fx, fy, cx, cy = np.load(scene_dir / "hwf_cxcy.npy").ravel()
+    assert (w, h, cx, cy) == (SIZE[0], SIZE[1], SIZE[0] / 2, SIZE[1] / 2)
+    (note,) = [e for e in events if "lens_model" in e and e["phase"] == "mapping"]
+    assert note["kind"] == "note" and note["lens_model"] == "none" and "no distortion" in note["message"]
+    assert "lens: no distortion (k1 = k2 = 0)" in events[-1]["summary"]
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """``nex prepare`` on a phone-like capture of a suite scene (issue 15, item 3): the lens distortion is
-estimated (COLMAP RADIAL) and removed, every photo is registered, and after a similarity alignment the
-cameras are within 1 degree and 2 % of the camera spread of the truth.
+estimated (COLMAP RADIAL), kept by the lens model choice (it lowers the reprojection error clearly) and
+removed, every photo is registered, and after a similarity alignment the cameras are within 1 degree and
+2 % of the camera spread of the truth.
 
 The capture: ``deep_matte``, 16 photos of 320 x 240 along a hand-held sweep, through the phone lens
 (k1 -0.10, k2 0.02) with exposure / white-balance drift, noise, JPEG q85 and EXIF focal length and
@@ -24,7 +25,7 @@ from PIL import Image, ImageOps
 pytest.importorskip("pycolmap")
 
 from nex_core.io.scene import load_scene
-from nex_core.sfm import options, pipeline
+from nex_core.sfm import lens, options, pipeline
 from suite import phone, truth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +93,9 @@ def test_prepare_estimates_and_removes_the_distortion(capture, prepared) -> None
     the frame, within 1 px of the true lens; and the undistorted output is a pinhole camera."""
     _, doc = capture
     scene_dir, report = prepared
+    assert report.lens_model == "radial" and report.lens_chosen_by == "auto"  # kept: the lens is real
+    assert lens.radial_pays_off(report.radial_error_px, report.no_distortion_error_px)
+    assert report.mean_reprojection_error_px == pytest.approx(report.radial_error_px)
     assert report.radial_k1 < 0  # barrel, as the lens
     f = doc["fx"]
     u, v = np.meshgrid(np.linspace(0, SIZE[0], 17), np.linspace(0, SIZE[1], 13))

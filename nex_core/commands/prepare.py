@@ -96,7 +96,7 @@ def _options(args: argparse.Namespace):
 
     return PrepareOptions(width=args.width or None, matcher=args.matcher, focal_px=args.focal_px,
                           fov_deg=args.fov_deg, refine_focal=args.refine_focal, force=args.force,
-                          max_features=args.max_features, num_threads=args.threads, seed=args.seed)
+                          max_features=args.max_features, num_threads=args.threads, seed=args.seed, lens=args.lens)
 
 
 def _quiet_colmap(verbose: bool) -> None:
@@ -153,6 +153,10 @@ def register(subparsers) -> None:
     focal.add_argument("--focal-px", type=float, help="known focal length in pixels of the photos as stored "
                        "(held fixed; default: from EXIF, else estimated)")
     focal.add_argument("--fov-deg", type=float, help="known horizontal field of view in degrees (held fixed)")
+    p.add_argument("--lens", choices=["auto", "radial", "none"], default="auto",
+                   help="lens distortion: radial estimates k1, k2 and undistorts (cropping a little); none "
+                   "treats the photos as distortion-free (no crop); auto keeps radial only when it fits the "
+                   "photos clearly better than none (default: auto)")
     p.add_argument("--refine-focal", action="store_true",
                    help="let bundle adjustment refine a focal length from EXIF or the flags")
     p.add_argument("--force", action="store_true",

@@ -10,7 +10,9 @@ Phases: ``setup``, ``train``, ``eval``, ``render``, ``done``, ``cancelled``, ``f
 ``photos``, ``features``, ``matching``, ``mapping``, ``undistortion``, ``writing``, then ``done`` (kind
 ``report``: the whole prepare report plus a text ``summary``), ``cancelled`` or ``failed``. Each working phase emits kind
 ``start`` (``steps``, ``unit``), ``progress`` (``step``, ``steps``, ``unit``, ``elapsed_s``, ``eta_s``)
-and ``end`` (``elapsed_s`` and a summary); kinds ``note`` and ``warning`` carry a ``message``.
+and ``end`` (``elapsed_s`` and a summary); kinds ``note`` and ``warning`` carry a ``message``. The
+``mapping`` note on the lens model also carries ``lens_model``, ``lens_chosen_by``, ``radial_error_px``
+and ``no_distortion_error_px`` (as in the report).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@
 * mean reprojection error above :data:`MAX_MEAN_REPROJ_PX` pixels;
 * an estimated focal length whose horizontal field of view is outside :data:`FOV_RANGE_DEG`, or a
   refined prior focal length that moved by more than :data:`PRIOR_FOCAL_RATIO`;
-* radial distortion ``|k1|`` above :data:`MAX_RADIAL_K1` (a sign of a degenerate self-calibration);
+* radial distortion ``|k1|`` above :data:`MAX_RADIAL_K1` (a sign of a degenerate self-calibration), when
+  the radial model is the one kept (:mod:`nex_core.sfm.lens`; the pinhole one has k1 = k2 = 0);
 * camera spread below :data:`MIN_BASELINE_RATIO` of the median scene depth (the camera turned but
   hardly moved: no parallax, no depth).
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..io.errors import ReconstructionError
 from .colmap_run import CameraPrior
+from .lens import LensChoice, radial_coefficients
 from .photos import brief_list
 
 MIN_POINTS3D = 100
@@ -99,7 +101,8 @@ def _depths(rec, image_ids: np.ndarray, xyz: np.ndarray) -> np.ndarray:
 
 
 def model_stats(rec, names: list[str]) -> ModelStats:
-    """The numbers :func:`assess_model` judges, for a one-camera RADIAL (or SIMPLE_RADIAL) reconstruction."""
+    """The numbers :func:`assess_model` judges, for a one-camera reconstruction: RADIAL, SIMPLE_RADIAL or
+    (when the pinhole model was kept) PINHOLE, whose k1 = k2 = 0."""
     images = [rec.image(i) for i in rec.reg_image_ids()]
     registered = sorted(im.name for im in images)
     centers = np.array([im.projection_center() for im in images], dtype=np.float64)
@@ -109,11 +112,11 @@ def model_stats(rec, names: list[str]) -> ModelStats:
     median_depth = float(np.median(depths)) if depths.size else math.nan
     camera = next(iter(rec.cameras.values()))
     params = np.asarray(camera.params, dtype=np.float64)
+    k1, k2 = radial_coefficients(camera)
     return ModelStats(registered=registered, unregistered=sorted(set(names) - set(registered)),
                       points3d=int(rec.num_points3D()), mean_reproj_px=float(rec.compute_mean_reprojection_error()),
                       mean_track_length=float(rec.compute_mean_track_length()), focal_px=float(params[0]),
-                      radial_k1=float(params[3]) if len(params) > 3 else 0.0,
-                      radial_k2=float(params[4]) if len(params) > 4 else 0.0, width=int(camera.width),
+                      radial_k1=k1, radial_k2=k2, width=int(camera.width),
                       baseline_ratio=spread / median_depth if median_depth > 0 else 0.0)
 
 
@@ -145,7 +148,15 @@ def _focal_problems(stats: ModelStats, prior: CameraPrior) -> list[str]:
     return problems
 
 
-def _geometry_problems(stats: ModelStats, prior: CameraPrior) -> list[str]:
+def _lens_hint(lens: LensChoice | None) -> str:
+    """Advice for a large reprojection error when the user ruled lens distortion out."""
+    if lens is None or lens.model != "none" or lens.chosen_by != "--lens":
+        return ""
+    return (f" Lens distortion was ruled out by --lens none (with k1, k2 the error would be "
+            f"{lens.radial_error_px:.2f} px); if the lens distorts, rerun with --lens auto.")
+
+
+def _geometry_problems(stats: ModelStats, prior: CameraPrior, lens: LensChoice | None = None) -> list[str]:
     problems = []
     if stats.points3d < MIN_POINTS3D:
         problems.append(f"only {stats.points3d} 3D points were reconstructed: the photos have too little "
@@ -154,7 +165,7 @@ def _geometry_problems(stats: ModelStats, prior: CameraPrior) -> list[str]:
         fixed = (f" The focal length was held fixed at {prior.focal_px:.1f} px ({prior.source}); if that is "
                  "wrong, rerun with --refine-focal or the right --fov-deg." if prior.fixed else "")
         problems.append(f"the mean reprojection error is {stats.mean_reproj_px:.2f} px (a good model has < 1 px): "
-                        f"the camera poses do not fit the photos.{fixed}")
+                        f"the camera poses do not fit the photos.{fixed}{_lens_hint(lens)}")
     if stats.baseline_ratio < MIN_BASELINE_RATIO:
         problems.append(f"the cameras barely moved (spread {stats.baseline_ratio:.4f} x the scene depth): depth "
                         "cannot be recovered from turning the camera alone. Move it sideways between shots (a "
@@ -162,10 +173,12 @@ def _geometry_problems(stats: ModelStats, prior: CameraPrior) -> list[str]:
     return problems
 
 
-def assess_model(stats: ModelStats, prior: CameraPrior, n_photos: int, min_images: int) -> list[str]:
-    """Raise ReconstructionError listing every problem with advice; returns warnings for a usable model."""
+def assess_model(stats: ModelStats, prior: CameraPrior, n_photos: int, min_images: int,
+                 lens: LensChoice | None = None) -> list[str]:
+    """Raise ReconstructionError listing every problem with advice; returns warnings for a usable model.
+    ``stats`` describe the reconstruction kept, ``lens`` how its lens model was chosen."""
     problems = [p for p in [_placement_problem(stats, n_photos, min_images)] if p]
-    problems += _geometry_problems(stats, prior) + _focal_problems(stats, prior)
+    problems += _geometry_problems(stats, prior, lens) + _focal_problems(stats, prior)
     if problems:
         raise ReconstructionError("structure from motion produced an unreliable model:\n- " + "\n- ".join(problems))
     if stats.unregistered:

@@ -18,7 +18,7 @@ from ..io.errors import CancelledError, ReconstructionError, SceneError
 from ..io.events import EventLog
 from .photos import brief_list
 
-CAMERA_MODEL = "RADIAL"  # f, cx, cy, k1, k2: a phone main camera needs k2 as well as k1
+CAMERA_MODEL = "RADIAL"  # f, cx, cy, k1, k2: a phone main camera needs k2 as well as k1 (kept if it pays: lens.py)
 EXHAUSTIVE_MAX_IMAGES = 60
 MIN_VERIFIED_INLIERS = 15  # COLMAP's TwoViewGeometryOptions.min_num_inliers default
 
@@ -265,8 +265,9 @@ def verified_partners(db: Path, id_to_name: dict[int, str]) -> dict[str, int]:
 # Mapping, undistortion
 
 
-def mapper_options(prior: CameraPrior, settings: StepSettings, min_images: int):
-    """IncrementalPipelineOptions: seeded; a known focal length held fixed; k1, k2 refined."""
+def mapper_options(prior: CameraPrior, settings: StepSettings, min_images: int, refine_distortion: bool = True):
+    """IncrementalPipelineOptions: seeded; a known focal length held fixed; k1, k2 refined unless told not to
+    (``--lens none``: they stay 0)."""
     pycolmap = import_pycolmap()
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = settings.num_threads
@@ -274,13 +275,13 @@ def mapper_options(prior: CameraPrior, settings: StepSettings, min_images: int):
     mapping.min_model_size = max(3, min(10, min_images))
     mapping.ba_refine_focal_length = not prior.fixed
     mapping.ba_refine_principal_point = False
-    mapping.ba_refine_extra_params = True
+    mapping.ba_refine_extra_params = refine_distortion
     mapping.mapper.abs_pose_refine_focal_length = not prior.fixed
     return mapping
 
 
 def run_mapping(db: Path, image_dir: Path, work: Path, prior: CameraPrior, n_connected: int, min_images: int,
-                settings: StepSettings, log: EventLog, runner: Runner):
+                settings: StepSettings, log: EventLog, runner: Runner, refine_distortion: bool = True):
     """Incremental mapping; returns the reconstruction with the most photos, or None if there is none."""
     pycolmap = import_pycolmap()
     phase = Phase(log, "mapping", n_connected, "photos")
@@ -294,8 +295,9 @@ def run_mapping(db: Path, image_dir: Path, work: Path, prior: CameraPrior, n_con
         placed[0] += 1
         phase.update(min(placed[0], n_connected))
 
+    options = mapper_options(prior, settings, min_images, refine_distortion)
     models = runner.call("mapping", pycolmap.incremental_mapping, database_path=db, image_path=image_dir,
-                         output_path=work / "models", options=mapper_options(prior, settings, min_images),
+                         output_path=work / "models", options=options,
                          initial_image_pair_callback=on_initial_pair, next_image_callback=on_next_image)
     if not models:
         phase.end(models=0)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..io.errors import ConfigError
 from .colmap_run import StepSettings
+from .lens import LENS_MODES
 from .photos import MIN_PHOTOS, brief_list
 
 MATCHERS = ("auto", "exhaustive", "sequential")
@@ -29,6 +30,7 @@ class PrepareOptions:
     num_threads: int = -1  # -1: all cores
     seed: int = 0  # RANSAC / mapper random seed
     min_images: int = MIN_PHOTOS  # fewest photos accepted (and fewest that must be placed)
+    lens: str = "auto"  # auto (radial k1, k2 only if they lower the error enough), radial or none
 
     def step_settings(self) -> StepSettings:
         return StepSettings(max_features=self.max_features, num_threads=self.num_threads, seed=self.seed)
@@ -53,7 +55,7 @@ class PrepareReport:
     fov_x_deg: float
     focal_source: str  # "--focal-px", "--fov-deg", "exif", "estimated"
     focal_fixed: bool
-    radial_k1: float  # the lens distortion COLMAP estimated (RADIAL: OpenCV k1, k2 on normalised coordinates)
+    radial_k1: float  # the lens distortion removed (OpenCV k1, k2 on normalised coordinates; 0 for lens_model none)
     matcher: str
     pairs_matched: int
     pairs_verified: int
@@ -68,6 +70,10 @@ class PrepareReport:
     warnings: list[str] = field(default_factory=list)
     pycolmap_version: str = ""
     radial_k2: float = 0.0
+    lens_model: str = "radial"  # "radial" (k1, k2 estimated and undistorted) or "none" (k1 = k2 = 0, no crop)
+    lens_chosen_by: str = "auto"  # "auto": by the two errors below (nex_core.sfm.lens); "--lens": as asked
+    radial_error_px: float | None = None  # mean reprojection error with k1, k2 refined
+    no_distortion_error_px: float | None = None  # ... and with k1 = k2 = 0 held fixed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,11 +87,22 @@ class PrepareReport:
                  f"camera: {self.output_size[0]}x{self.output_size[1]} pinhole, focal {self.focal_px:.1f} px "
                  f"(horizontal FOV {self.fov_x_deg:.1f} deg; {self.focal_source}"
                  f"{', held fixed' if self.focal_fixed else ', refined'})",
+                 self.lens_line(),
                  f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})",
                  "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())]
         if messages:
             lines += [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+    def lens_line(self) -> str:
+        """The lens model kept, and the errors it was chosen by."""
+        kept = (f"radial distortion k1 {self.radial_k1:.4f}, k2 {self.radial_k2:.4f}, removed"
+                if self.lens_model == "radial" else "no distortion (k1 = k2 = 0)")
+        how = ", as asked by --lens" if self.lens_chosen_by == "--lens" else ""
+        if self.radial_error_px is None or self.no_distortion_error_px is None:
+            return f"lens: {kept}{how}"
+        return (f"lens: {kept}{how}; mean reprojection error {self.radial_error_px:.3f} px with k1, k2, "
+                f"{self.no_distortion_error_px:.3f} px without")
 
 
 def default_scene_dir(photos_dir: Path) -> Path:
@@ -94,6 +111,9 @@ def default_scene_dir(photos_dir: Path) -> Path:
 
 
 def check_options(options: PrepareOptions) -> None:
+    if options.lens not in LENS_MODES:
+        raise ConfigError(f"--lens must be one of {', '.join(LENS_MODES)} (auto: decide from the photos; radial: "
+                          f"estimate and remove k1, k2; none: a distortion-free lens), got {options.lens!r}")
     if options.matcher not in MATCHERS:
         raise ConfigError(f"matcher must be one of {', '.join(MATCHERS)}, got {options.matcher!r}")
     if options.focal_px is not None and options.fov_deg is not None:

@@ -16,8 +16,12 @@ Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``e
    matching is not offered (it needs a downloaded vocabulary). Fails early when too few photos overlap.
 4. ``mapping`` -- incremental mapping (progress per placed photo). If COLMAP splits the photos into
    several models the largest is kept; the others' photos are reported as not placed. The model is
-   then checked (:mod:`nex_core.sfm.checks`); an implausible one is refused with advice.
-5. ``undistortion`` -- ``undistort_images``: PINHOLE camera, undistorted (and slightly cropped) images.
+   then bundle-adjusted twice, with k1, k2 refined and with k1 = k2 = 0, and the lens model kept by
+   ``--lens`` (auto: radial only when it lowers the reprojection error clearly, :mod:`nex_core.sfm.lens`;
+   a ``mapping`` note gives both errors). With ``--lens none`` mapping holds k1 = k2 = 0 throughout. The
+   model kept is checked (:mod:`nex_core.sfm.checks`); an implausible one is refused with advice.
+5. ``undistortion`` -- ``undistort_images``: PINHOLE camera; with the radial model undistorted (and
+   slightly cropped) images, without it the photos at their full size.
 6. ``writing`` -- the scene: ``images/``, ``sparse/0/`` (binary COLMAP model), ``poses_bounds.npy`` (LLFF
    rows in sorted file-name order: ``opencv_to_llff`` pose, ``[H, W, fx]``, near, far),
    ``hwf_cxcy.npy`` (``[h, w, fx, fy, cx, cy]``, so the exact principal point survives) and
@@ -45,6 +49,7 @@ from ..io.run_files import EVENTS_FILE
 from .checks import ModelStats, assess_model, check_overlap, model_stats
 from .colmap_run import (CameraPrior, Phase, Runner, choose_matcher, extract_features, import_pycolmap,
                          match_features, run_mapping, undistort)
+from .lens import LensChoice, choose_lens
 from .options import PrepareOptions, PrepareReport, check_options, default_scene_dir
 from .photos import PhotoSet, brief_list, copy_upright, inspect_photos, output_size
 from .scene_output import (REPORT_FILE, WORK_DIR, assemble_scene, check_existing, check_paths,
@@ -168,8 +173,8 @@ def _prepare(run: _Run) -> PrepareReport:
         run.log.emit("photos", "note", message=f"focal length {prior.focal_px:.1f} px from {prior.source}"
                      + (" (held fixed)" if prior.fixed else " (refined)"))
     run.timed("photos", t)
-    rec, stats, matching = _reconstruct(run, names, prior)
-    warnings = assess_model(stats, prior, len(names), run.options.min_images)
+    rec, stats, matching, lens = _reconstruct(run, names, prior)
+    warnings = assess_model(stats, prior, len(names), run.options.min_images, lens=lens)
     model_dir = run.work / "model"
     model_dir.mkdir()
     rec.write(str(model_dir))
@@ -179,11 +184,13 @@ def _prepare(run: _Run) -> PrepareReport:
     undistort(model_dir, run.input_dir, run.work / "undistorted", len(stats.registered),
               run.options.step_settings(), run.log, run.runner)
     run.timed("undistortion", t)
-    return _write(run, photos, size, prior, stats, matching, warnings)
+    return _write(run, photos, size, prior, stats, matching, lens, warnings)
 
 
-def _reconstruct(run: _Run, names: list[str], prior: CameraPrior) -> tuple[Any, ModelStats, dict[str, Any]]:
-    """Features, matching, mapping; returns (reconstruction, its stats, matching numbers)."""
+def _reconstruct(run: _Run, names: list[str],
+                 prior: CameraPrior) -> tuple[Any, ModelStats, dict[str, Any], LensChoice]:
+    """Features, matching, mapping, the lens model; returns (the reconstruction kept, its stats, the
+    matching numbers, the lens choice)."""
     settings = run.options.step_settings()
     t = time.perf_counter()
     extract_features(run.db, run.input_dir, names, prior, settings, run.log, run.runner)
@@ -198,20 +205,25 @@ def _reconstruct(run: _Run, names: list[str], prior: CameraPrior) -> tuple[Any, 
 
     t = time.perf_counter()
     rec = run_mapping(run.db, run.input_dir, run.work, prior, len(names) - len(isolated), run.options.min_images,
-                      settings, run.log, run.runner)
+                      settings, run.log, run.runner, refine_distortion=run.options.lens != "none")
     if rec is None:
         raise ReconstructionError(
             f"COLMAP could not build any model from the {len(names)} photos ({matching['pairs_verified']} "
             f"overlapping pairs{'; no overlap at all for ' + brief_list(isolated) if isolated else ''}). Try: "
             "more photos from nearby viewpoints (60-80 % overlap), a textured and static scene, moving the "
             "camera sideways rather than only turning it, and --fov-deg if you know the lens.")
-    stats = model_stats(rec, names)
     run.timed("mapping", t)
-    return rec, stats, matching
+
+    t = time.perf_counter()
+    rec, lens = choose_lens(rec, prior, run.options.lens, settings, run.runner)
+    run.log.emit("mapping", "note", message=lens.describe(), lens_model=lens.model, lens_chosen_by=lens.chosen_by,
+                 radial_error_px=round(lens.radial_error_px, 4), no_distortion_error_px=round(lens.none_error_px, 4))
+    run.timed("lens", t)
+    return rec, model_stats(rec, names), matching, lens
 
 
 def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrior, stats: ModelStats,
-           matching: dict[str, Any], warnings: list[str]) -> PrepareReport:
+           matching: dict[str, Any], lens: LensChoice, warnings: list[str]) -> PrepareReport:
     """Stage the scene, check it loads, write the report, swap it into the scene folder."""
     from ..io.scene import load_scene
 
@@ -238,7 +250,7 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
         dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
         near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
         timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
-        pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching)
+        pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching, **lens.report_fields())
     (staged / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     swap_in(staged, run.scene_dir, run.work / "old")
     phase.update(1)
