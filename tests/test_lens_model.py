@@ -53,6 +53,9 @@ def test_lens_choice_numbers_and_text() -> None:
     assert "no distortion" in text and "k1 0.0620" in text and "1.000 px" in text and "1.250 px" in text
     assert choice.report_fields() == {"lens_model": "none", "lens_chosen_by": "auto", "radial_error_px": 1.0,
                                       "no_distortion_error_px": 1.25}
+    assert "robust" not in text
+    choice.kept_error_px = 0.9  # after the final robust adjustment
+    assert choice.describe().startswith(text) and "robust loss (cauchy, 0.5 px): 0.900 px" in choice.describe()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -70,13 +73,7 @@ def _synthetic(k1: float, k2: float, start_k: tuple[float, float], seed: int = 0
                                                     params=[F, W / 2, H / 2, *start_k], camera_id=1))
     points = rng.uniform([-3.0, -2.2, 5.0], [3.0, 2.2, 9.0], (500, 3))
     tracks: dict[int, list[tuple[int, int]]] = {j: [] for j in range(len(points))}
-    for i, (x, y) in enumerate((x, y) for y in (-0.5, 0.0, 0.5) for x in (-1.5, -0.5, 0.5, 1.5)):
-        centre = np.array([x, y, 0.0])
-        z = np.array([0.0, 0.0, 7.0]) - centre
-        z /= np.linalg.norm(z)
-        right = np.cross([0.0, 1.0, 0.0], z)
-        right /= np.linalg.norm(right)
-        rot = np.stack([right, np.cross(z, right), z])  # world -> camera
+    for i, (centre, rot) in enumerate(_grid_poses()):
         cam = (points - centre) @ rot.T
         xy = cam[:, :2] / cam[:, 2:3]
         r2 = np.sum(xy * xy, axis=1, keepdims=True)
@@ -95,6 +92,19 @@ def _synthetic(k1: float, k2: float, start_k: tuple[float, float], seed: int = 0
                 track.add_element(image_id, idx)
             rec.add_point3D(points[j] + rng.normal(0, 0.01, 3), track)
     return rec
+
+
+def _grid_poses() -> list[tuple[np.ndarray, np.ndarray]]:
+    """The synthetic cameras' true (centre, world -> camera rotation): a 4 x 3 grid aimed at (0, 0, 7)."""
+    poses = []
+    for x, y in ((x, y) for y in (-0.5, 0.0, 0.5) for x in (-1.5, -0.5, 0.5, 1.5)):
+        centre = np.array([x, y, 0.0])
+        z = np.array([0.0, 0.0, 7.0]) - centre
+        z /= np.linalg.norm(z)
+        right = np.cross([0.0, 1.0, 0.0], z)
+        right /= np.linalg.norm(right)
+        poses.append((centre, np.stack([right, np.cross(z, right), z])))
+    return poses
 
 
 def _choose(rec, mode: str):
@@ -128,8 +138,9 @@ def test_a_forced_model_is_kept_and_both_errors_are_measured(mode: str) -> None:
         assert list(_camera(kept).params) == pytest.approx([F, F, W / 2, H / 2])
     else:
         assert _camera(kept).model_name == "RADIAL" and _k(kept) == pytest.approx([choice.k1, choice.k2])
-    kept_error = choice.radial_error_px if mode == "radial" else choice.none_error_px
-    assert float(kept.compute_mean_reprojection_error()) == pytest.approx(kept_error)  # what the report gives
+    chosen_error = choice.radial_error_px if mode == "radial" else choice.none_error_px
+    assert float(kept.compute_mean_reprojection_error()) == pytest.approx(choice.kept_error_px)  # the report's
+    assert choice.kept_error_px == pytest.approx(chosen_error, rel=0.1)  # the final robust adjustment, no outliers
 
 
 def test_spurious_distortion_is_dropped() -> None:
@@ -139,6 +150,71 @@ def test_spurious_distortion_is_dropped() -> None:
     kept, choice = _choose(_synthetic(0.0, 0.0, start_k=(0.06, -0.05)), "auto")
     assert choice.model == "none" and choice.chosen_by == "auto" and _camera(kept).model_name == "PINHOLE"
     assert abs(choice.gain_px) < MIN_RADIAL_GAIN_PX
+
+
+# --------------------------------------------------------------------------------------------------
+# The final adjustment with a robust loss
+
+
+def test_the_final_adjustment_uses_the_robust_loss() -> None:
+    pycolmap = pytest.importorskip("pycolmap")
+    from nex_core.sfm.colmap_run import CameraPrior, StepSettings
+    from nex_core.sfm.lens import ROBUST_LOSS, ROBUST_LOSS_SCALE_PX, ROBUST_MAX_ITERATIONS, adjustment_options
+
+    settings = StepSettings(num_threads=1)
+    squared = adjustment_options(CameraPrior(W, H, F, "exif", fixed=True), True, settings)
+    robust = adjustment_options(CameraPrior(W, H, None, "estimated", fixed=False), False, settings, robust=True)
+    assert squared.ceres.loss_function_type == pycolmap.LossFunctionType.TRIVIAL  # the lens choice's
+    assert robust.ceres.loss_function_type == getattr(pycolmap.LossFunctionType, ROBUST_LOSS) \
+        == pycolmap.LossFunctionType.CAUCHY
+    assert robust.ceres.loss_function_scale == ROBUST_LOSS_SCALE_PX and 0.1 <= ROBUST_LOSS_SCALE_PX <= 2.0
+    assert squared.refine_extra_params and not squared.refine_focal_length  # the prior's focal is held
+    assert not robust.refine_extra_params and robust.refine_focal_length and not robust.refine_principal_point
+    assert robust.ceres.solver_options.num_threads == 1
+    assert robust.ceres.solver_options.max_num_iterations == ROBUST_MAX_ITERATIONS
+    assert squared.ceres.solver_options.max_num_iterations > ROBUST_MAX_ITERATIONS  # Ceres' default there
+
+
+def test_the_final_adjustment_resists_outliers() -> None:
+    """A fifth of the photos see a third of their points 2-4 px off, the same way in each photo (as
+    reflections that slide with the viewpoint): the squared-loss fit lets them pull the cameras, the
+    kept model (adjusted again with the robust loss) puts the cameras back near the truth."""
+    pycolmap = pytest.importorskip("pycolmap")
+    from suite.truth import pose_errors
+
+    from nex_core.sfm.colmap_run import CameraPrior, Runner, StepSettings
+    from nex_core.sfm.lens import adjusted_copy
+
+    rec = _synthetic(0.0, 0.0, start_k=(0.0, 0.0))
+    true_c2w = {}
+    for i, (centre, rot) in enumerate(_grid_poses()):
+        true_c2w[i + 1] = np.eye(4)
+        true_c2w[i + 1][:3, :3], true_c2w[i + 1][:3, 3] = rot.T, centre
+    rng = np.random.default_rng(1)
+    for image_id in (3, 7, 10):
+        image = rec.images[image_id]
+        xy = np.array([p.xy for p in image.points2D])
+        bad = rng.random(len(xy)) < 0.35
+        xy[bad] += rng.uniform(2.0, 4.0) * np.array([0.8, 0.6])  # one direction per photo
+        for point, value in zip(image.points2D, xy):
+            point.xy = value
+    kept, choice = _choose(rec, "none")
+    squared = adjusted_copy(rec, CameraPrior(W, H, F, "exif", fixed=True), False, StepSettings(num_threads=1),
+                            Runner(None))
+    ids = sorted(true_c2w)
+    truth_c2w = np.stack([true_c2w[i] for i in ids])
+    rot_sq, cen_sq = pose_errors(np.stack([_c2w(squared.images[i]) for i in ids]), truth_c2w)
+    rot_rb, cen_rb = pose_errors(np.stack([_c2w(kept.images[i]) for i in ids]), truth_c2w)
+    assert rot_rb.max() < 0.5 * rot_sq.max() and cen_rb.max() < 0.5 * cen_sq.max(), (rot_sq, rot_rb, cen_sq, cen_rb)
+    assert choice.kept_error_px < choice.none_error_px  # the outliers count less, the rest fit better
+
+
+def _c2w(image) -> np.ndarray:
+    m = np.asarray(image.cam_from_world().matrix())
+    c2w = np.eye(4)
+    c2w[:3, :3] = m[:, :3].T
+    c2w[:3, 3] = -m[:, :3].T @ m[:, 3]
+    return c2w
 
 
 # --------------------------------------------------------------------------------------------------

@@ -99,8 +99,9 @@ def test_prepare_recovers_the_cameras(prepared, rendered: Path) -> None:
     assert names == sorted(true_c2w)
     est = np.stack([c.c2w for c in scene.cameras])
     rot_err, centre_err = pose_errors(est, np.stack([true_c2w[n] for n in names]))
-    assert rot_err.max() < 1.0, rot_err
-    assert centre_err.max() < 0.02, centre_err
+    # bars with margin over what is measured (docs/scenes.md, "The final robust adjustment")
+    assert rot_err.max() < 0.5, rot_err
+    assert centre_err.max() < 0.01, centre_err
     assert report.focal_px == pytest.approx(truth["fx"], rel=0.05)
     assert report.focal_source == "estimated" and not report.focal_fixed
     assert report.mean_reprojection_error_px < 1.0 and report.points3d > 500
@@ -137,7 +138,8 @@ def test_distortion_free_photos_keep_their_full_frame(prepared) -> None:
     assert report.lens_model == "none" and report.lens_chosen_by == "auto"
     assert not sfm_lens.radial_pays_off(report.radial_error_px, report.no_distortion_error_px)
     assert report.radial_k1 == 0.0 and report.radial_k2 == 0.0
-    assert report.mean_reprojection_error_px == pytest.approx(report.no_distortion_error_px)
+    # the written model is the pinhole one adjusted once more with the robust loss: a lower mean error
+    assert 0.9 * report.no_distortion_error_px < report.mean_reprojection_error_px < report.no_distortion_error_px
     assert report.input_size == report.output_size == list(SIZE)
     assert {Image.open(p).size for p in (scene_dir / "images").iterdir()} == {SIZE}
     h, w, fx, fy, cx, cy = np.load(scene_dir / "hwf_cxcy.npy").ravel()

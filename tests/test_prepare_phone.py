@@ -1,7 +1,8 @@
 """``nex prepare`` on a phone-like capture of a suite scene (issue 15, item 3): the lens distortion is
 estimated (COLMAP RADIAL), kept by the lens model choice (it lowers the reprojection error clearly) and
-removed, every photo is registered, and after a similarity alignment the cameras are within 1 degree and
-2 % of the camera spread of the truth.
+removed, every photo is registered, and after a similarity alignment the cameras are within 0.25 degree and
+1 % of the camera spread of the truth (what is measured, with and without the final robust adjustment:
+docs/scenes.md).
 
 The capture: ``deep_matte``, 16 photos of 320 x 240 along a hand-held sweep, through the phone lens
 (k1 -0.10, k2 0.02) with exposure / white-balance drift, noise, JPEG q85 and EXIF focal length and
@@ -84,8 +85,8 @@ def test_prepare_registers_all_and_recovers_the_cameras(capture, prepared) -> No
     by_name = {v["name"]: np.array(v["c2w"]) for v in doc["views"]}
     rot_err, centre_err = truth.pose_errors(np.stack([c.c2w for c in scene.cameras]),
                                             np.stack([by_name[n] for n in names]))
-    assert rot_err.max() < 1.0, rot_err
-    assert centre_err.max() < 0.02, centre_err
+    assert rot_err.max() < 0.25, rot_err
+    assert centre_err.max() < 0.01, centre_err
 
 
 def test_prepare_estimates_and_removes_the_distortion(capture, prepared) -> None:
@@ -95,7 +96,8 @@ def test_prepare_estimates_and_removes_the_distortion(capture, prepared) -> None
     scene_dir, report = prepared
     assert report.lens_model == "radial" and report.lens_chosen_by == "auto"  # kept: the lens is real
     assert lens.radial_pays_off(report.radial_error_px, report.no_distortion_error_px)
-    assert report.mean_reprojection_error_px == pytest.approx(report.radial_error_px)
+    # the written model is the radial one adjusted once more with the robust loss: a lower mean error
+    assert 0.9 * report.radial_error_px < report.mean_reprojection_error_px < report.radial_error_px
     assert report.radial_k1 < 0  # barrel, as the lens
     f = doc["fx"]
     u, v = np.meshgrid(np.linspace(0, SIZE[0], 17), np.linspace(0, SIZE[1], 13))

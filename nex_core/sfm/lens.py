@@ -8,6 +8,12 @@ refining k1, k2 and one holding them at 0, and keeps the radial model only when 
 otherwise the pinhole copy, made a PINHOLE camera, is the one written (no crop, no warp). ``--lens
 radial`` or ``--lens none`` skip the vote (both errors are still measured and reported).
 
+Then the model kept is bundle-adjusted once more with a robust loss (Cauchy, scale ROBUST_LOSS_SCALE_PX):
+matches on reflections and refractions are outliers that a squared loss lets pull the poses, and the
+robust adjustment discounts them (the poses it gives, and why the scale: docs/scenes.md, "nex prepare on
+phone-like captures"). The choice itself stays on the squared-loss adjustments, whose errors the rule's
+thresholds were set from.
+
 The rule (:func:`radial_pays_off`): keep k1, k2 when they lower COLMAP's mean reprojection error by at least
 1 % of the pinhole's and by at least 0.005 px, set from the suite's captures with and without a lens
 (docs/scenes.md, "Choosing the lens model"): bundle adjustment absorbs most of a real lens into the poses
@@ -28,6 +34,9 @@ from .colmap_run import CameraPrior, Runner, StepSettings, import_pycolmap
 LENS_MODES = ("auto", "radial", "none")
 MIN_RADIAL_GAIN_REL = 0.01  # k1, k2 must lower the mean reprojection error by 1 % of the pinhole's ...
 MIN_RADIAL_GAIN_PX = 0.005  # ... and by at least 0.005 px
+ROBUST_LOSS = "CAUCHY"  # the final adjustment's loss (a pycolmap.LossFunctionType name) ...
+ROBUST_LOSS_SCALE_PX = 0.5  # ... and its scale: residuals well above it count less (docs/scenes.md)
+ROBUST_MAX_ITERATIONS = 30  # from the squared-loss fit it is there by then (docs/scenes.md)
 
 
 @dataclass
@@ -38,8 +47,9 @@ class LensChoice:
     chosen_by: str  # "auto" (the errors decided) or "--lens" (the user did)
     radial_error_px: float  # mean reprojection error with k1, k2 refined
     none_error_px: float  # ... with k1 = k2 = 0 held fixed
-    k1: float  # the radial fit's coefficients (whichever model is kept)
+    k1: float  # the radial fit's coefficients (whichever model is kept; if it is kept, after the final adjustment)
     k2: float
+    kept_error_px: float | None = None  # the kept model's mean reprojection error after the final adjustment
 
     @property
     def gain_px(self) -> float:
@@ -55,7 +65,8 @@ class LensChoice:
                 "no_distortion_error_px": self.none_error_px}
 
     def describe(self) -> str:
-        """One line: the model kept, why, and both mean reprojection errors."""
+        """One line: the model kept, why, both mean reprojection errors, and the kept model's after the final
+        robust adjustment."""
         fit = f"k1 {self.k1:.4f}, k2 {self.k2:.4f}"
         if self.model == "radial":
             kept, errors = f"radial distortion {fit}", f"{self.radial_error_px:.3f} px with it"
@@ -66,6 +77,9 @@ class LensChoice:
         text += f": {errors}, {self.none_error_px:.3f} px without, a gain of {100 * self.gain_rel:.1f} %"
         if self.chosen_by == "auto":
             text += f" where {100 * MIN_RADIAL_GAIN_REL:g} % and {MIN_RADIAL_GAIN_PX:g} px are needed"
+        if self.kept_error_px is not None:
+            text += (f"; then adjusted with a robust loss ({ROBUST_LOSS.lower()}, {ROBUST_LOSS_SCALE_PX:g} px): "
+                     f"{self.kept_error_px:.3f} px")
         return text
 
 
@@ -103,8 +117,27 @@ def as_pinhole(rec) -> None:
     camera.params = [f, f, cx, cy]
 
 
+def adjustment_options(prior: CameraPrior, refine_distortion: bool, settings: StepSettings, robust: bool = False):
+    """pycolmap ``BundleAdjustmentOptions`` with the mapper's intrinsics settings: the focal length refined
+    unless the prior holds it, the principal point held, k1, k2 refined or not; a squared loss, or with
+    ``robust`` a Cauchy loss of scale ROBUST_LOSS_SCALE_PX pixels and at most ROBUST_MAX_ITERATIONS steps."""
+    pycolmap = import_pycolmap()
+    options = pycolmap.BundleAdjustmentOptions()
+    options.refine_focal_length = not prior.fixed
+    options.refine_principal_point = False
+    options.refine_extra_params = refine_distortion
+    options.print_summary = False
+    options.ceres.solver_options.num_threads = settings.num_threads
+    if robust:
+        options.ceres.loss_function_type = getattr(pycolmap.LossFunctionType, ROBUST_LOSS)
+        options.ceres.loss_function_scale = ROBUST_LOSS_SCALE_PX
+        options.ceres.solver_options.max_num_iterations = ROBUST_MAX_ITERATIONS
+    return options
+
+
 def adjusted_copy(rec, prior: CameraPrior, refine_distortion: bool, settings: StepSettings, runner: Runner):
-    """A copy of ``rec`` bundle-adjusted with the mapper's intrinsics settings; k1, k2 refined or held at 0."""
+    """A copy of ``rec`` bundle-adjusted (squared loss) with the mapper's intrinsics settings; k1, k2 refined
+    or held at 0."""
     pycolmap = import_pycolmap()
     copy = pycolmap.Reconstruction(rec)
     if not refine_distortion:
@@ -112,18 +145,21 @@ def adjusted_copy(rec, prior: CameraPrior, refine_distortion: bool, settings: St
         params = np.asarray(camera.params, dtype=np.float64).copy()
         params[list(camera.extra_params_idxs())] = 0.0
         camera.params = params
-    options = pycolmap.BundleAdjustmentOptions()
-    options.refine_focal_length = not prior.fixed
-    options.refine_principal_point = False
-    options.refine_extra_params = refine_distortion
-    options.print_summary = False
-    options.ceres.solver_options.num_threads = settings.num_threads
-    runner.call("lens model choice", pycolmap.bundle_adjustment, reconstruction=copy, options=options)
+    runner.call("lens model choice", pycolmap.bundle_adjustment, reconstruction=copy,
+                options=adjustment_options(prior, refine_distortion, settings))
     return copy
 
 
+def robust_adjustment(rec, prior: CameraPrior, refine_distortion: bool, settings: StepSettings,
+                      runner: Runner) -> None:
+    """Bundle-adjust ``rec`` in place with the robust loss (k1, k2 refined or held as they are)."""
+    runner.call("final bundle adjustment", import_pycolmap().bundle_adjustment, reconstruction=rec,
+                options=adjustment_options(prior, refine_distortion, settings, robust=True))
+
+
 def choose_lens(rec, prior: CameraPrior, mode: str, settings: StepSettings, runner: Runner):
-    """Bundle-adjust ``rec`` with and without k1, k2; returns (the reconstruction to keep, the choice)."""
+    """Bundle-adjust ``rec`` with and without k1, k2 (squared loss), choose, then adjust the model kept once
+    more with the robust loss; returns (the reconstruction to keep, the choice)."""
     radial = adjusted_copy(rec, prior, True, settings, runner)
     pinhole = adjusted_copy(rec, prior, False, settings, runner)
     radial_px, none_px = mean_error(radial), mean_error(pinhole)
@@ -134,7 +170,11 @@ def choose_lens(rec, prior: CameraPrior, mode: str, settings: StepSettings, runn
     k1, k2 = radial_coefficients(_camera(radial))
     choice = LensChoice(model=model, chosen_by="auto" if mode == "auto" else "--lens", radial_error_px=radial_px,
                         none_error_px=none_px, k1=k1, k2=k2)
+    kept = radial if model == "radial" else pinhole
+    robust_adjustment(kept, prior, model == "radial", settings, runner)
     if model == "radial":
-        return radial, choice
-    as_pinhole(pinhole)
-    return pinhole, choice
+        choice.k1, choice.k2 = radial_coefficients(_camera(kept))
+    else:
+        as_pinhole(kept)
+    choice.kept_error_px = mean_error(kept)
+    return kept, choice

@@ -18,8 +18,9 @@ Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``e
    several models the largest is kept; the others' photos are reported as not placed. The model is
    then bundle-adjusted twice, with k1, k2 refined and with k1 = k2 = 0, and the lens model kept by
    ``--lens`` (auto: radial only when it lowers the reprojection error clearly, :mod:`nex_core.sfm.lens`;
-   a ``mapping`` note gives both errors). With ``--lens none`` mapping holds k1 = k2 = 0 throughout. The
-   model kept is checked (:mod:`nex_core.sfm.checks`); an implausible one is refused with advice.
+   a ``mapping`` note gives both errors), and the model kept is adjusted once more with a robust (Cauchy)
+   loss. With ``--lens none`` mapping holds k1 = k2 = 0 throughout. The model kept is checked
+   (:mod:`nex_core.sfm.checks`); an implausible one is refused with advice.
 5. ``undistortion`` -- ``undistort_images``: PINHOLE camera; with the radial model undistorted (and
    slightly cropped) images, without it the photos at their full size.
 6. ``writing`` -- the scene: ``images/``, ``sparse/0/`` (binary COLMAP model), ``poses_bounds.npy`` (LLFF
