@@ -30,7 +30,7 @@ HEADROOM = 0.9  # plan to use at most this share of what is available (allocator
 MIN_RENDER_CHUNK = 256
 GB = 1e9
 # On a CPU, training micro-batches and render chunks are kept to about this much activation memory: larger
-# ones run no faster there, even slower (the step time by micro-batch size is in docs/benchmarks.md), and
+# ones run no faster there (the step time by micro-batch size is in docs/benchmarks.md), and
 # the memory is shared with Blender and the user's other programs. GPUs take the largest that fits.
 CPU_MICRO_BATCH_BYTES = 0.5 * GB
 
