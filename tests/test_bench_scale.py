@@ -71,3 +71,17 @@ def test_minutes_trains_to_a_budget_instead_of_steps(tmp_path):
     assert rows["train"]["ok"] and rows["train"]["trained_on"] == "scene"
     config = (tmp_path / "w" / "run" / "config.toml").read_text()
     assert "minutes = 0.1" in config
+
+
+def test_a_stage_reports_its_own_peak_not_the_larger_parents():
+    """Linux carries ru_maxrss across exec: a small child of a large parent must not report the parent's peak."""
+    spec = importlib.util.spec_from_file_location("bench_scale_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    ballast = bytearray(600 * 2 ** 20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: the parent's peak is >= 600 MiB
+    child = "import time; b = bytearray(200 * 2 ** 20); b[::4096] = bytes(len(b[::4096])); time.sleep(0.5)"
+    got = tool.run_child([sys.executable, "-c", child], timeout=60)
+    del ballast
+    assert got["rc"] == 0, got
+    assert 200 <= got["peak_rss_mb"] < 400, got

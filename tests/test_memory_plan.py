@@ -21,10 +21,13 @@ from nex_core.model.nex_model import NexModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Trains a few steps in a fresh process; prints the plan and the process's peak RSS.
+# Trains a few steps in a fresh process; prints the plan and the process's peak RSS. VmHWM, not ru_maxrss:
+# Linux keeps ru_maxrss across exec, so a child of the (large) pytest process would report pytest's peak.
 _MEASURE = r"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {tests!r})
+sys.path.insert(0, {tools!r})
+from benchmark.measure import maxrss_bytes
 from support.configs import tiny_config
 from nex_core.training.trainer import Trainer
 layers, sub, hidden, rays, width = {shape}
@@ -35,7 +38,7 @@ trainer = Trainer(cfg, {run!r})
 plan = trainer.memory_plan
 trainer.train()
 print(json.dumps({{"peak": plan.peak, "added": plan.added, "resident": plan.resident,
-                  "measured": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}}))
+                  "measured": maxrss_bytes()}}))
 """
 
 
@@ -47,18 +50,11 @@ def _model(layers: int = 8, sublayers: int = 4, hidden: int = 128) -> tuple:
 
 
 @pytest.mark.parametrize("shape", [
-    # One micro-batch (under the CPU's 0.5 GB limit). At 6000 rays the step is split in two, and inside the
-    # full suite the peak then measured 38 % above the estimate once (alone: within 25 %), like shape1 below.
-    (8, 4, 128, 3000, 120),
-    # Within 25 % in a fresh process (estimate 682 MB, measured 724 MB in CI's venv), but inside the whole
-    # suite the same subprocess measured 909-947 MB three times out of four: something the estimate does
-    # not model (not the resident part: that agrees) grows the peak there; not yet found.
-    pytest.param((4, 4, 256, 3000, 160), marks=pytest.mark.xfail(
-        reason="peak measured up to 38 % above the estimate inside the full suite (cause not found yet)",
-        strict=False)),
+    (8, 4, 128, 3000, 120),  # one micro-batch (under the CPU's 0.5 GB limit)
+    (4, 4, 256, 3000, 160),
 ])
 def test_estimate_is_within_a_quarter_of_the_measured_peak(shape, tmp_path):
-    code = _MEASURE.format(tests=str(ROOT / "tests"), shape=shape, run=str(tmp_path / "run"))
+    code = _MEASURE.format(tests=str(ROOT / "tests"), tools=str(ROOT / "tools"), shape=shape, run=str(tmp_path / "run"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop(DEVICE_MEMORY_ENV, None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)

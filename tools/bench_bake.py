@@ -4,7 +4,7 @@
     python tools/bench_bake.py --planes-only 2      # time F_theta on 2 planes only and extrapolate
     python tools/bench_bake.py --hidden 16 --mlp-layers 1   # the whole streaming path with a cheap MLP
 
-Prints one JSON line. Peak memory is the process's maximum resident set size (ru_maxrss), so run one
+Prints one JSON line. Peak memory is the process's maximum resident set size (VmHWM), so run one
 measurement per process.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 import nex_core.export.bake as bake_mod
+from benchmark.measure import maxrss_bytes
 from nex_core.export.bake import _bake_planes, bake_to_dir, chunk_for
 from nex_core.io.baked import read_layout
 from nex_core.io.cameras import Camera
@@ -106,7 +106,7 @@ def main() -> None:
                       texture_bytes=layout.texture_bytes(),
                       largest_texture=max((t.width, t.height) for t in layout.textures), out=str(out),
                       seconds_in_f_theta=round(timer["f_theta"], 1))
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["peak_rss_mb"] = round(maxrss_bytes() / 2 ** 20)
     print(json.dumps(result))
 
 

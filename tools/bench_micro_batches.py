@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def time_one(args: argparse.Namespace) -> dict:
     """In a child process: build the trainer, force ``args.one`` micro-batches, time the steps."""
     from nex_core.io import config as config_mod
+    from benchmark.measure import maxrss_bytes
     from nex_core.training.trainer import Trainer
 
     cfg = config_mod.preset(args.preset)
@@ -63,7 +63,7 @@ def time_one(args: argparse.Namespace) -> dict:
             times.append(round(time.perf_counter() - t, 3))
     planes = trainer.geom.n_planes
     return {"micro_batches": args.one, "planned": planned, "samples_per_micro_batch": args.rays * planes // args.one,
-            "step_s": times, "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)}
+            "step_s": times, "peak_rss_gb": round(maxrss_bytes() / 1e9, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,14 +84,35 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
 
 
+def _vm_hwm_kb(pid: int | str = "self") -> int:
+    """A process's peak resident size (VmHWM, kB) from /proc; 0 where it cannot be read (it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def run_child(cmd: list[str], timeout: float, on_line=None, env: dict | None = None) -> dict:
     """Run ``cmd``; returns seconds, its own peak RSS (MB), exit code and the output's tail. ``on_line(proc,
     line)`` sees every output line (the view stage uses it to drive the server, then stops it)."""
     start = time.perf_counter()
+    parent_kb = _vm_hwm_kb()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or _env(),
                             cwd=REPO)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
+    polled = [0]
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(0.1):
+            polled[0] = max(polled[0], _vm_hwm_kb(proc.pid))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
     lines: list[str] = []
     try:
         for line in proc.stdout:
@@ -101,9 +122,14 @@ def run_child(cmd: list[str], timeout: float, on_line=None, env: dict | None = N
     finally:
         timer.cancel()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    poller.join()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+    # Linux carries ru_maxrss across exec, so it is max(this process's peak, the child's): where it is no
+    # larger than our own peak, the child's is the VmHWM polled while it ran (exact up to the last 0.1 s).
+    peak_kb = usage.ru_maxrss if usage.ru_maxrss > parent_kb else max(polled[0], 1)
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kb / 1024.0, 1),
             "rc": proc.returncode, "tail": "".join(lines[-15:])}
 
 
