@@ -11,7 +11,7 @@ from support.models import random_model
 from nex_core.export.bake import bake_model
 from nex_core.model.mpi import (CameraBatch, composite_in, pixel_grid, plane_intersections,
                                 rays_in_reference_frame)
-from nex_core.runtime.plane_render import render_views, view_groups, view_state_bytes
+from nex_core.runtime.plane_render import RenderStopped, render_views, view_groups, view_state_bytes
 from nex_core.runtime.render import render_image
 
 
@@ -94,3 +94,20 @@ def test_the_model_mode_is_restored():
     model.train()
     list(render_views(model, ref, cams[:1]))
     assert model.training
+
+
+def test_a_stop_request_ends_the_render_within_a_plane_and_restores_the_mode():
+    model, _, ref, cams = random_model("sh", seed=8)
+    model.train()
+    polls = []
+
+    def stop_on_third_poll() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    with pytest.raises(RenderStopped, match="plane 3 of"):
+        list(render_views(model, ref, cams[:2], should_stop=stop_on_third_poll))
+    assert len(polls) == 3 and model.training
+    never = list(render_views(model, ref, cams[:2], should_stop=lambda: False))
+    for a, b in zip(never, render_views(model, ref, cams[:2])):
+        assert np.array_equal(a, b)

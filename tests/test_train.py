@@ -83,6 +83,20 @@ def test_resume_continues_the_same_curve(tmp_path):
     np.testing.assert_allclose(loss_b[-1], loss_a[-1], rtol=1e-4)
 
 
+def test_a_stop_during_the_final_evaluation_skips_it_and_keeps_the_model(tmp_path):
+    holder = {}
+    trainer = Trainer(tiny_config(steps=6, checkpoint_every=1000), tmp_path / "run",
+                      should_stop=lambda: holder["t"].step >= 6)  # true only after the last step
+    holder["t"] = trainer
+    result = trainer.train()
+    assert not result.cancelled and result.step == 6 and result.test_psnr is None
+    assert list_checkpoints(tmp_path / "run")[-1][0] == 6
+    events = read_events(tmp_path / "run" / "events.jsonl")
+    assert not [e for e in events if e["kind"] == "test_psnr" and e["step"] == 6]
+    assert any(e["kind"] == "warning" and "final held-out evaluation" in e["message"] for e in events)
+    assert events[-1]["kind"] == "done"
+
+
 def test_same_seed_same_run(tmp_path):
     a = Trainer(tiny_config(steps=5), tmp_path / "a")
     a.train()

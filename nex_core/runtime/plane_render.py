@@ -37,6 +37,10 @@ Tensor = torch.Tensor
 Progress = Callable[[int, int], None]  # (done, total)
 
 
+class RenderStopped(Exception):
+    """A render given ``should_stop`` was asked to stop (checked before each plane)."""
+
+
 # --------------------------------------------------------------------------------------------------
 # F_theta on the texel grid (shared with the bake)
 
@@ -212,7 +216,8 @@ def _sample_clamped(texture: Tensor, coords: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int) -> list[np.ndarray]:
+def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int,
+                 should_stop: Callable[[], bool] | None = None) -> list[np.ndarray]:
     cfg, geom = model.cfg, model.geom
     device = next(model.parameters()).device
     h, w, n, S = geom.mpi_height, geom.mpi_width, cfg.basis_out, cfg.sublayers
@@ -223,6 +228,8 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
     coeff_tex = torch.zeros(1, 3 * n, h, w, device=device)
     k0_all = model.k0_images().float()
     for j in range(geom.n_planes):
+        if should_stop is not None and should_stop():
+            raise RenderStopped(f"stopped at plane {j + 1} of {geom.n_planes}")
         layer, sub = divmod(j, S)
         hits = [v.hits(geom, geom.depths[j]) for v in views]
         box = None
@@ -251,18 +258,20 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
 
 
 def render_views(model: NexModel, ref: Camera, cameras: list[Camera], budget_bytes: float = 1e9,
-                 texel_budget_bytes: float = 256e6, progress: Progress | None = None) -> Iterator[np.ndarray]:
+                 texel_budget_bytes: float = 256e6, progress: Progress | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
     """Render ``cameras`` (each its own size and intrinsics) -> float32 RGB [H, W, 3] per camera, in order.
 
     The views are rendered in passes of at most ``budget_bytes`` of per-view state; each pass evaluates
-    every plane once (F_theta in chunks of about ``texel_budget_bytes`` of activations)."""
+    every plane once (F_theta in chunks of about ``texel_budget_bytes`` of activations). ``should_stop`` is
+    polled before each plane; when it returns True the render raises :class:`RenderStopped`."""
     was_training = model.training
     model.eval()
     done = 0
     try:
         chunk = chunk_for(model, texel_budget_bytes)
         for group in view_groups(model, cameras, budget_bytes):
-            for img in _render_pass(model, ref, [cameras[i] for i in group], chunk):
+            for img in _render_pass(model, ref, [cameras[i] for i in group], chunk, should_stop):
                 done += 1
                 if progress:
                     progress(done, len(cameras))

@@ -169,8 +169,9 @@ def run_loop(trainer: Any) -> TrainResult:
         eval_mark, checkpoint_mark = crossed_mark(before, after, t.evals), crossed_mark(before, after, t.checkpoints)
         if (t.eval_every and trainer.step % t.eval_every == 0) or eval_mark:
             test_psnr = timed_test_psnr(trainer)
-            events.emit("eval", "test_psnr", step=trainer.step, steps=total or 0, test_psnr=test_psnr,
-                        elapsed_s=time.time() - start_time)
+            if not trainer.should_stop():  # else stopped inside the render: the next step stops the run
+                events.emit("eval", "test_psnr", step=trainer.step, steps=total or 0, test_psnr=test_psnr,
+                            elapsed_s=time.time() - start_time)
             window_start = time.time()
         if (t.checkpoint_every and trainer.step % t.checkpoint_every == 0) or checkpoint_mark:
             trainer.checkpoint()
@@ -180,8 +181,13 @@ def run_loop(trainer: Any) -> TrainResult:
     if length.is_budget:
         record_steps(trainer.cfg, trainer.run_dir, trainer.step, trainer.dist.is_main)
     test_psnr = timed_test_psnr(trainer)
-    events.emit("eval", "test_psnr", step=trainer.step, steps=trainer.step, test_psnr=test_psnr,
-                elapsed_s=time.time() - start_time)
+    if trainer.should_stop():  # asked to stop during the final evaluation: the model is saved, skip the score
+        test_psnr = None
+        events.emit("train", "warning", step=trainer.step, message="stopped during the final held-out "
+                    f"evaluation: the trained model is saved; `nex eval {trainer.run_dir}` scores it")
+    else:
+        events.emit("eval", "test_psnr", step=trainer.step, steps=trainer.step, test_psnr=test_psnr,
+                    elapsed_s=time.time() - start_time)
     if length.is_budget:
         budget["spent_s"] = spent_s(trainer)
     events.emit("done", "done", step=trainer.step, steps=trainer.step,

@@ -32,7 +32,7 @@ from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints,
                                   remove_partial_checkpoints, save_checkpoint)
 from ..runtime.device import autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device
 from ..runtime.memory_plan import plan_training_memory
-from ..runtime.plane_render import render_views
+from ..runtime.plane_render import RenderStopped, render_views
 from ..runtime.render import render_image
 from ..runtime.setup import build_geometry, load_scene_for, model_settings
 from .budget import decay_factor
@@ -357,12 +357,17 @@ class Trainer:
         return path
 
     def test_psnr(self) -> float | None:
-        """Mean held-out PSNR over the test views (None when there are none), rendered as ``nex eval`` does:
-        each plane evaluated once for all the views (a per-view render costs minutes at 1008 x 756 on a CPU)."""
+        """Mean held-out PSNR over the test views, rendered as ``nex eval`` does: each plane evaluated once
+        for all the views (a per-view render costs minutes at 1008 x 756 on a CPU). None when there are no
+        test views, or when ``should_stop`` asks to stop during the render (at most one plane later)."""
         s = self.scene
         if not s.test_ids or not self.dist.is_main:
             return None
-        renders = render_views(self.model, self.ref_camera, [s.cameras[i] for i in s.test_ids])
+        try:
+            renders = list(render_views(self.model, self.ref_camera, [s.cameras[i] for i in s.test_ids],
+                                        should_stop=self.should_stop))
+        except RenderStopped:
+            return None
         values = [psnr_from_mse(float(np.mean((img - s.images[i]) ** 2))) for i, img in zip(s.test_ids, renders)]
         return float(np.mean(values))
 
