@@ -16,7 +16,8 @@
 :func:`point_depth_bounds` gives each photo's near/far planes: the 0.1 / 99.9 percentiles of the depths
 (camera z) of the 3D points it sees, as LLFF's imgs2poses computes them, but counting only points seen by
 at least :data:`MIN_TRACK_FOR_BOUNDS` photos when a photo has :data:`MIN_POINTS_FOR_BOUNDS` of those:
-two-view points carry most of the outliers, which otherwise move near/far far off.
+two-view points carry most of the outliers, which otherwise move near/far far off. A far bound at the
+triangulation limit is moved out afterwards (:mod:`nex_core.sfm.far_bound`).
 """
 
 from __future__ import annotations

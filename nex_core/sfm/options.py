@@ -74,6 +74,8 @@ class PrepareReport:
     lens_chosen_by: str = "auto"  # "auto": by the two errors below (nex_core.sfm.lens); "--lens": as asked
     radial_error_px: float | None = None  # mean reprojection error with k1, k2 refined
     no_distortion_error_px: float | None = None  # ... and with k1 = k2 = 0 held fixed
+    far_bound: str = ""  # how the reference photo's far bound was set (nex_core.sfm.far_bound)
+    far_extended: int = 0  # photos whose far bound moved out from their farthest 3D points
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +90,8 @@ class PrepareReport:
                  f"(horizontal FOV {self.fov_x_deg:.1f} deg; {self.focal_source}"
                  f"{', held fixed' if self.focal_fixed else ', refined'})",
                  self.lens_line(),
-                 f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})",
+                 f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})"
+                 + (f"; {self.far_bound}" if self.far_bound else ""),
                  "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())]
         if messages:
             lines += [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]

@@ -26,7 +26,8 @@ Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``e
 6. ``writing`` -- the scene: ``images/``, ``sparse/0/`` (binary COLMAP model), ``poses_bounds.npy`` (LLFF
    rows in sorted file-name order: ``opencv_to_llff`` pose, ``[H, W, fx]``, near, far),
    ``hwf_cxcy.npy`` (``[h, w, fx, fy, cx, cy]``, so the exact principal point survives) and
-   ``prepare_report.json``. Near/far: :func:`nex_core.sfm.checks.point_depth_bounds`. The scene is
+   ``prepare_report.json``. Near/far: :func:`nex_core.sfm.checks.point_depth_bounds`, the far bound moved
+   out where it reaches the triangulation limit (:mod:`nex_core.sfm.far_bound`). The scene is
    then loaded with :func:`nex_core.io.scene.load_scene` as ``nex train`` will, and its plane range reported.
 
 Output safety: everything is built in ``SCENE_DIR/.nex-prepare/`` and moved into place only at the end. An
@@ -232,7 +233,8 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
     phase = Phase(run.log, "writing", 1, "scene")
     staged = run.work / "scene"
     assemble_scene(run.work / "undistorted", staged)
-    near, far, cameras = write_llff(staged)
+    near, bounds_far, cameras = write_llff(staged)
+    far = bounds_far.far
     scene = load_scene(staged, width=min(VALIDATION_WIDTH, cameras[0].width), min_images=run.options.min_images)
     replaced = existing_outputs(run.scene_dir)
     if "planes.txt" in replaced:
@@ -249,6 +251,7 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
         focal_px=cam.fx, fov_x_deg=cam.fov_x_degrees(), focal_source=prior.source, focal_fixed=prior.fixed,
         radial_k1=stats.radial_k1, radial_k2=stats.radial_k2, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
         dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
+        far_bound=bounds_far.describe(scene.ref_id), far_extended=int(bounds_far.extended.sum()),
         near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
         timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
         pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching, **lens.report_fields())

@@ -12,6 +12,7 @@ from ..io.cameras import Camera, opencv_to_llff
 from ..io.errors import ConfigError, ReconstructionError, SceneError
 from .checks import point_depth_bounds
 from .colmap_run import import_pycolmap
+from .far_bound import FarBounds, far_bounds
 from .photos import brief_list
 
 WORK_DIR = ".nex-prepare"
@@ -60,8 +61,9 @@ def assemble_scene(undistorted: Path, staged: Path) -> None:
             shutil.move(str(item), str(model / item.name))
 
 
-def write_llff(staged: Path) -> tuple[np.ndarray, np.ndarray, list[Camera]]:
-    """``poses_bounds.npy`` and ``hwf_cxcy.npy`` from the undistorted model; returns (near, far, cameras)."""
+def write_llff(staged: Path) -> tuple[np.ndarray, FarBounds, list[Camera]]:
+    """``poses_bounds.npy`` and ``hwf_cxcy.npy`` from the undistorted model; returns (near, far bounds,
+    cameras). A far bound at the triangulation limit moves out (:mod:`nex_core.sfm.far_bound`)."""
     from ..io.scene.colmap import read_colmap
 
     views = read_colmap(staged)  # cameras sorted by name, the order LLFF rows must have
@@ -72,6 +74,8 @@ def write_llff(staged: Path) -> tuple[np.ndarray, np.ndarray, list[Camera]]:
     if bad:
         raise ReconstructionError(f"no usable 3D points in front of the camera for {brief_list(bad)}: the model "
                                   "is inconsistent; take more overlapping photos")
+    bounds_far = far_bounds(far, np.array([cam.c2w[:3, 3] for cam in views.cameras]), views.cameras[0].fx)
+    far = bounds_far.far
     rows = []
     for cam, lo, hi in zip(views.cameras, near, far):
         hwf = np.array([[cam.height], [cam.width], [cam.fx]], dtype=np.float64)
@@ -80,7 +84,7 @@ def write_llff(staged: Path) -> tuple[np.ndarray, np.ndarray, list[Camera]]:
     cam = views.cameras[0]
     hwf_cxcy = np.array([cam.height, cam.width, cam.fx, cam.fy, cam.cx, cam.cy], dtype=np.float64)
     np.save(staged / "hwf_cxcy.npy", hwf_cxcy.reshape(6, 1))
-    return near, far, views.cameras
+    return near, bounds_far, views.cameras
 
 
 def swap_in(staged: Path, scene_dir: Path, old_dir: Path) -> list[str]:

@@ -80,10 +80,15 @@ def _frame_points(c2w: np.ndarray) -> np.ndarray:
     return np.concatenate([c, c + spread * c2w[:, :3, 2], c + spread * c2w[:, :3, 1]])
 
 
+def similarity(est: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(scale, rotation, translation) of the similarity that best maps cameras ``est`` [N, 4, 4] onto ``truth``."""
+    return umeyama(_frame_points(est), _frame_points(truth))
+
+
 def pose_errors(est: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rotation errors in degrees, centre errors as a fraction of the true camera spread) after aligning
     ``est`` [N, 4, 4] to ``truth`` by a similarity."""
-    scale, rot, t = umeyama(_frame_points(est), _frame_points(truth))
+    scale, rot, t = similarity(est, truth)
     centres = scale * est[:, :3, 3] @ rot.T + t
     spread = np.linalg.norm(truth[:, :3, 3] - truth[:, :3, 3].mean(0), axis=1).max()
     rel = np.einsum("nij,nik->njk", rot @ est[:, :3, :3], truth[:, :3, :3])
