@@ -140,6 +140,14 @@ def suite_render(scene: str, phone: bool, req: SceneRequest, log: Path) -> Path:
     return Path(log.read_text().strip().splitlines()[-1])
 
 
+def prepare_fingerprint() -> str:
+    """A short hash of ``nex prepare``'s code: a cached prepared scene is reused only by the code that made it."""
+    digest = hashlib.sha1()
+    for path in sorted((REPO / "nex_core" / "sfm").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def training_scene(scene: str, capture: str, req: SceneRequest, work: Path) -> Path:
     """The folder ``nex train`` reads for ``scene`` in ``capture``: the shipped scene, a suite render with
     its exact poses, or ``nex prepare`` of a phone-like capture (cached in ``work/prepared``)."""
@@ -151,7 +159,7 @@ def training_scene(scene: str, capture: str, req: SceneRequest, work: Path) -> P
     folder = suite_render(scene, capture == "phone", req, logs / f"render-{scene}-{capture}.log")
     if capture == "clean":
         return folder
-    prepared = work / "prepared" / f"{folder.name}-w{req.width}"
+    prepared = work / "prepared" / f"{folder.name}-w{req.width}-{prepare_fingerprint()}"
     if not (prepared / "prepare_report.json").is_file():
         run(nex("prepare", str(folder / "photos"), "--out", str(prepared), "--width", str(req.width), "--force",
                 "--quiet"), f"nex prepare of {folder / 'photos'}", logs / f"prepare-{scene}.log", timeout=3600)
