@@ -53,7 +53,8 @@ def test_only_far_bounds_near_the_limit_move_out():
     assert got.extended.tolist() == [False, False, True, True]
     np.testing.assert_allclose(got.far, [measured[0], measured[1], 2 * FOCAL * spread, 2 * FOCAL * spread])
     np.testing.assert_array_equal(got.measured, measured)
-    assert "well inside" in got.describe(0) and "moved from" in got.describe(3)
+    assert "(10% of the triangulation limit" in got.describe(0) and "moved from" not in got.describe(0)
+    assert "moved from" in got.describe(3) and "90% of the triangulation limit" in got.describe(3)
 
 
 def test_a_far_bound_already_beyond_the_parallax_free_depth_stays():

@@ -36,8 +36,8 @@ class FarBounds:
     def describe(self, ref: int) -> str:
         """One line for the report about the reference photo's far bound."""
         if not self.extended[ref]:
-            return (f"far bound {self.measured[ref]:.4g}: the farthest 3D points, well inside the triangulation "
-                    f"limit {self.limit:.4g}")
+            return (f"far bound {self.measured[ref]:.4g}: the farthest 3D points "
+                    f"({self.measured[ref] / self.limit:.0%} of the triangulation limit {self.limit:.4g})")
         return (f"far bound moved from {self.measured[ref]:.4g} (the farthest 3D points, "
                 f"{self.measured[ref] / self.limit:.0%} of the triangulation limit {self.limit:.4g}: the "
                 f"background likely goes on) to {self.extended_to:.4g}, beyond which nothing moves more than "
