@@ -76,6 +76,7 @@ class PrepareReport:
     no_distortion_error_px: float | None = None  # ... and with k1 = k2 = 0 held fixed
     far_bound: str = ""  # how the reference photo's far bound was set (nex_core.sfm.far_bound)
     far_extended: int = 0  # photos whose far bound moved out from their farthest 3D points
+    near_bound: str = ""  # how the reference photo's near bound was set (nex_core.sfm.near_bound)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +92,7 @@ class PrepareReport:
                  f"{', held fixed' if self.focal_fixed else ', refined'})",
                  self.lens_line(),
                  f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})"
-                 + (f"; {self.far_bound}" if self.far_bound else ""),
+                 + "".join(f"; {line}" for line in (self.near_bound, self.far_bound) if line),
                  "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())]
         if messages:
             lines += [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]

@@ -27,8 +27,10 @@ Torch-free; pycolmap (>= 4.0) is imported when a run starts. Phases (each an ``e
    rows in sorted file-name order: ``opencv_to_llff`` pose, ``[H, W, fx]``, near, far),
    ``hwf_cxcy.npy`` (``[h, w, fx, fy, cx, cy]``, so the exact principal point survives) and
    ``prepare_report.json``. Near/far: :func:`nex_core.sfm.checks.point_depth_bounds`, the far bound moved
-   out where it reaches the triangulation limit (:mod:`nex_core.sfm.far_bound`). The scene is
-   then loaded with :func:`nex_core.io.scene.load_scene` as ``nex train`` will, and its plane range reported.
+   out where it reaches the triangulation limit (:mod:`nex_core.sfm.far_bound`). The scene is then
+   loaded with :func:`nex_core.io.scene.load_scene` as ``nex train`` will, the reference photo's near bound
+   checked against a plane sweep of the photos (:mod:`nex_core.sfm.near_bound`), and its plane range
+   reported.
 
 Output safety: everything is built in ``SCENE_DIR/.nex-prepare/`` and moved into place only at the end. An
 existing scene is replaced only with ``force``; if the run fails or is cancelled, the old scene is left as
@@ -52,10 +54,11 @@ from .checks import ModelStats, assess_model, check_overlap, model_stats
 from .colmap_run import (CameraPrior, Phase, Runner, choose_matcher, extract_features, import_pycolmap,
                          match_features, run_mapping, undistort)
 from .lens import LensChoice, choose_lens
+from .near_bound import near_bound
 from .options import PrepareOptions, PrepareReport, check_options, default_scene_dir
 from .photos import PhotoSet, brief_list, copy_upright, inspect_photos, output_size
 from .scene_output import (REPORT_FILE, WORK_DIR, assemble_scene, check_existing, check_paths,
-                           existing_outputs, swap_in, write_llff)
+                           existing_outputs, set_near, swap_in, write_llff)
 
 VALIDATION_WIDTH = 128
 
@@ -235,7 +238,13 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
     assemble_scene(run.work / "undistorted", staged)
     near, bounds_far, cameras = write_llff(staged)
     far = bounds_far.far
-    scene = load_scene(staged, width=min(VALIDATION_WIDTH, cameras[0].width), min_images=run.options.min_images)
+    width = min(VALIDATION_WIDTH, cameras[0].width)
+    scene = load_scene(staged, width=width, min_images=run.options.min_images)
+    nearest = near_bound(scene.images, scene.cameras, scene.ref_id, scene.planes.dmin, scene.planes.dmax)
+    if nearest.near != nearest.points:
+        set_near(staged, scene.ref_id, nearest.near)
+        near[scene.ref_id] = nearest.near
+        scene = load_scene(staged, width=width, min_images=run.options.min_images)
     replaced = existing_outputs(run.scene_dir)
     if "planes.txt" in replaced:
         warnings = warnings + ["the old planes.txt was removed: its depths referred to the old camera poses"]
@@ -252,6 +261,7 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
         radial_k1=stats.radial_k1, radial_k2=stats.radial_k2, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
         dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
         far_bound=bounds_far.describe(scene.ref_id), far_extended=int(bounds_far.extended.sum()),
+        near_bound=nearest.describe(),
         near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
         timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
         pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching, **lens.report_fields())

@@ -87,6 +87,14 @@ def write_llff(staged: Path) -> tuple[np.ndarray, FarBounds, list[Camera]]:
     return near, bounds_far, views.cameras
 
 
+def set_near(staged: Path, index: int, near: float) -> None:
+    """Replace the near bound of row ``index`` (a photo, in file-name order) of ``poses_bounds.npy``."""
+    path = staged / "poses_bounds.npy"
+    rows = np.load(path)
+    rows[index, -2] = near
+    np.save(path, rows)
+
+
 def swap_in(staged: Path, scene_dir: Path, old_dir: Path) -> list[str]:
     """Replace the outputs in ``scene_dir`` with those in ``staged``; on failure put the old ones back.
 

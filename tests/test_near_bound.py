@@ -1,0 +1,95 @@
+"""The near bound from a plane sweep of the photos (nex_core.sfm.near_bound), on scenes rendered here by ray
+casting: two textured planes, the near one with no 3D points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nex_core.io.cameras import Camera
+from nex_core.sfm import near_bound as nb
+
+W, H, F = 96, 72, 80.0
+
+
+def _camera(x: float, y: float = 0.0) -> Camera:
+    c2w = np.eye(4)
+    c2w[:3, 3] = (x, y, 0.0)
+    return Camera(W, H, F, F, W / 2, H / 2, c2w, f"cam{x:+.2f}")
+
+
+def _texture(u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.full(u.shape, 0.5)
+    for _ in range(12):
+        fu, fv, phase = rng.uniform(-40, 40), rng.uniform(-40, 40), rng.uniform(0, 2 * np.pi)
+        out += 0.06 * np.sin(fu * u + fv * v + phase)
+    return out
+
+
+def _render(cam: Camera, planes: list[tuple[float, float, int]], gain: float = 1.0) -> np.ndarray:
+    """Ray-cast fronto-parallel planes (depth z, lowest world y they cover - everything below is open, and
+    texture seed), nearest hit first; RGB [H, W, 3]."""
+    rows, cols = np.mgrid[0:H, 0:W]
+    d = np.stack([(cols + 0.5 - cam.cx) / cam.fx, (rows + 0.5 - cam.cy) / cam.fy, np.ones((H, W))], -1)
+    o = cam.center
+    img = np.zeros((H, W))
+    hit = np.full((H, W), np.inf)
+    for z, y_from, seed in planes:
+        t = (z - o[2]) / d[..., 2]
+        x, y = o[0] + t * d[..., 0], o[1] + t * d[..., 1]
+        covers = (y >= y_from) & (t < hit)
+        img = np.where(covers, _texture(x, y, seed), img)
+        hit = np.where(covers, t, hit)
+    return np.repeat(np.clip(gain * img, 0, 1)[..., None], 3, -1)
+
+
+def test_ncc_equals_a_direct_computation():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((20, 24)), rng.random((20, 24))
+    b[5:15, 5:15] = 0.3 * a[5:15, 5:15] + 0.2  # correlated there
+    got = nb.ncc(a, b, 5)
+    for r, c in [(7, 7), (10, 12), (3, 18), (12, 9)]:
+        pa, pb = a[r - 2:r + 3, c - 2:c + 3].ravel(), b[r - 2:r + 3, c - 2:c + 3].ravel()
+        want = np.mean((pa - pa.mean()) * (pb - pb.mean())) / (pa.std() * pb.std())
+        assert got[r, c] == pytest.approx(want, abs=1e-6)
+    assert got[10, 10] == pytest.approx(1.0)
+
+
+def test_warping_a_neighbour_onto_the_true_plane_gives_the_reference_view():
+    planes = [(2.0, -10.0, 1)]
+    ref, other = _camera(0.0), _camera(0.15, 0.05)
+    want = _render(ref, planes)[..., 0]
+    warped, valid = nb.warp_to_reference(_render(other, planes)[..., 0], other, ref, 2.0)
+    assert valid.mean() > 0.7
+    assert np.abs(warped - want)[valid].max() < 0.03
+    off, _ = nb.warp_to_reference(_render(other, planes)[..., 0], other, ref, 3.0)
+    assert np.abs(off - want)[valid].mean() > 3 * np.abs(warped - want)[valid].mean()
+
+
+def _capture(gains=(1.0, 1.0, 1.0, 1.0, 1.0)):
+    # A wall at depth 4, and a floor-like near plane at depth 1.2 covering the lower part of the view.
+    planes = [(1.2, 0.12, 7), (4.0, -10.0, 3)]
+    cams = [_camera(0.0), _camera(-0.12), _camera(0.12), _camera(-0.06, 0.05), _camera(0.06, -0.05)]
+    return [_render(c, planes, g) for c, g in zip(cams, gains)], cams
+
+
+def test_the_sweep_finds_near_content_the_points_missed():
+    images, cams = _capture(gains=(1.0, 0.7, 1.3, 0.85, 1.15))  # exposure changes between shots
+    got = nb.near_bound(images, cams, 0, near=3.5, far=4.5)  # the points saw only the wall
+    assert got.photos == pytest.approx(1.2, rel=0.1)
+    assert got.near == got.photos and "moved from" in got.describe()
+
+
+def test_the_points_bound_stays_where_the_photos_agree():
+    images, cams = _capture()
+    got = nb.near_bound(images, cams, 0, near=1.2, far=4.5)
+    assert got.photos == pytest.approx(1.2, rel=0.1)
+    assert got.near == 1.2 and "agrees" in got.describe()
+
+
+def test_textureless_photos_leave_the_points_bound():
+    cams = [_camera(x) for x in (0.0, -0.1, 0.1)]
+    images = [np.full((H, W, 3), 0.5) for _ in cams]
+    got = nb.near_bound(images, cams, 0, near=2.0, far=5.0)
+    assert got.photos is None and got.near == 2.0 and "too few" in got.describe()
