@@ -1,13 +1,25 @@
-"""The near bound from a plane sweep of the photos (nex_core.sfm.near_bound), on scenes rendered here by ray
-casting: two textured planes, the near one with no 3D points."""
+"""The near bound from a plane sweep of the photos (nex_core.sfm.near_bound): on scenes ray-cast here (two
+textured planes, the near one with no 3D points), and on suite scenes rendered by Blender with their true
+cameras (the glossy table of shiny_tabletop, which has no 3D points near the camera; deep_matte, where the
+points' near bound is right)."""
 
 from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nex_core.io.cameras import Camera
+from nex_core.io.scene import load_scene
 from nex_core.sfm import near_bound as nb
+
+REPO = Path(__file__).resolve().parents[1]
 
 W, H, F = 96, 72, 80.0
 
@@ -93,3 +105,30 @@ def test_textureless_photos_leave_the_points_bound():
     images = [np.full((H, W, 3), 0.5) for _ in cams]
     got = nb.near_bound(images, cams, 0, near=2.0, far=5.0)
     assert got.photos is None and got.near == 2.0 and "too few" in got.describe()
+
+
+def _suite_scene(name: str, out: Path):
+    """A suite scene's camera grid (12 views of 128 x 96, 8 samples: about 10 s) with its true cameras -> (scene,
+    the least depth the reference view's ray casts met)."""
+    subprocess.run([sys.executable, str(REPO / "tools" / "scene_suite.py"), "render", "--scene", name, "--size",
+                    "128", "96", "--views", "12", "--samples", "8", "--no-denoise", "--out", str(out)],
+                   cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True,
+                   timeout=900)
+    scene = load_scene(out, holdout=0)
+    ref = json.loads((out / "truth.json").read_text())["views"][scene.ref_id]
+    return scene, ref["near"] / 0.9  # the truth's near is 0.9 x the least depth (tools/suite/render.py)
+
+
+needs_blender = [pytest.mark.slow,
+                 pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs Blender as a module (bpy)")]
+
+
+@pytest.mark.parametrize("scene_name, points_factor, moves", [
+    pytest.param("shiny_tabletop", 2.7, True, marks=needs_blender),  # the points' near bound prepare found there
+    pytest.param("deep_matte", 1.0, False, marks=needs_blender),
+])
+def test_on_suite_scenes_the_sweep_finds_the_nearest_content(scene_name, points_factor, moves, tmp_path):
+    scene, least = _suite_scene(scene_name, tmp_path / scene_name)
+    got = nb.near_bound(scene.images, scene.cameras, scene.ref_id, points_factor * least, scene.planes.dmax)
+    assert got.photos is not None and 0.85 * least <= got.photos <= 1.15 * least, (got, least)
+    assert (got.near == got.photos) is moves

@@ -77,6 +77,7 @@ class PrepareReport:
     far_bound: str = ""  # how the reference photo's far bound was set (nex_core.sfm.far_bound)
     far_extended: int = 0  # photos whose far bound moved out from their farthest 3D points
     near_bound: str = ""  # how the reference photo's near bound was set (nex_core.sfm.near_bound)
+    points_near: float = 0.0  # the reference photo's near bound from the 3D points alone
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

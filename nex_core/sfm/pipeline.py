@@ -261,7 +261,7 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
         radial_k1=stats.radial_k1, radial_k2=stats.radial_k2, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
         dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
         far_bound=bounds_far.describe(scene.ref_id), far_extended=int(bounds_far.extended.sum()),
-        near_bound=nearest.describe(),
+        near_bound=nearest.describe(), points_near=nearest.points,
         near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
         timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
         pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching, **lens.report_fields())
