@@ -29,6 +29,7 @@ import numpy as np
 
 from ..io.errors import ReconstructionError
 from .colmap_run import CameraPrior
+from .far_bound import camera_spread
 from .lens import LensChoice, radial_coefficients
 from .photos import brief_list
 
@@ -107,7 +108,7 @@ def model_stats(rec, names: list[str]) -> ModelStats:
     images = [rec.image(i) for i in rec.reg_image_ids()]
     registered = sorted(im.name for im in images)
     centers = np.array([im.projection_center() for im in images], dtype=np.float64)
-    spread = 2.0 * float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
+    spread = camera_spread(centers)
     image_ids, xyz, _ = _observations(rec)
     depths = _depths(rec, image_ids, xyz)
     median_depth = float(np.median(depths)) if depths.size else math.nan

@@ -83,13 +83,22 @@ def ncc(a: np.ndarray, b: np.ndarray, size: int = WINDOW) -> np.ndarray:
     return cov / np.sqrt(va * vb + 1e-12)
 
 
-def warp_to_reference(image: np.ndarray, camera: Camera, ref: Camera, depth: float) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` (grey [H, W], seen by ``camera``) as the reference camera would see it if everything lay on
-    the fronto-parallel plane at ``depth`` in front of it -> (warped [h, w], valid [h, w])."""
+def reference_rays(ref: Camera) -> np.ndarray:
+    """World-space offsets from the reference camera's centre to the point at depth 1 of each of its pixels,
+    [h * w, 3] in row-major pixel order (the point at depth d is ``centre + d * ray``)."""
     rows, cols = np.mgrid[0:ref.height, 0:ref.width]
-    x = (cols.ravel() + 0.5 - ref.cx) / ref.fx * depth
-    y = (rows.ravel() + 0.5 - ref.cy) / ref.fy * depth
-    points = np.stack([x, y, np.full_like(x, depth)], -1) @ ref.c2w[:3, :3].T + ref.c2w[:3, 3]
+    x = (cols.ravel() + 0.5 - ref.cx) / ref.fx
+    y = (rows.ravel() + 0.5 - ref.cy) / ref.fy
+    return np.stack([x, y, np.ones_like(x)], -1) @ ref.c2w[:3, :3].T
+
+
+def warp_to_reference(image: np.ndarray, camera: Camera, ref: Camera, depth: float,
+                      rays: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (grey [H, W], seen by ``camera``) as the reference camera would see it if everything lay on
+    the fronto-parallel plane at ``depth`` in front of it -> (warped [h, w], valid [h, w]). ``rays``:
+    :func:`reference_rays` of ``ref``, computed once for a sweep."""
+    rays = reference_rays(ref) if rays is None else rays
+    points = ref.c2w[:3, 3] + depth * rays
     w2c = camera.w2c
     in_cam = points @ w2c[:3, :3].T + w2c[:3, 3]
     z = in_cam[:, 2]
@@ -123,10 +132,11 @@ def near_bound(images: list[np.ndarray], cameras: list[Camera], ref_id: int, nea
     texture = np.sqrt(np.maximum(_box(grey[ref_id] ** 2, WINDOW) - _box(grey[ref_id], WINDOW) ** 2, 0.0))
     scores = np.empty((len(depths), ref.height, ref.width))
     keep = max(1, (len(others) + 1) // 2)
+    rays = reference_rays(ref)
     for k, depth in enumerate(depths):
         per_view = []
         for i in others:
-            warped, valid = warp_to_reference(grey[i], cameras[i], ref, float(depth))
+            warped, valid = warp_to_reference(grey[i], cameras[i], ref, float(depth), rays)
             per_view.append(np.where(valid, ncc(grey[ref_id], warped), -1.0))
         # The best half of the neighbours: a pixel hidden in one of them still matches in the others.
         scores[k] = np.sort(np.stack(per_view), axis=0)[-keep:].mean(0)
