@@ -101,7 +101,7 @@ def test_plain_form_is_used_where_the_fused_one_does_not_apply():
 
 
 def test_total_variation_equals_its_autograd_form():
-    from nex_core.model.nex_model import total_variation, total_variation_reference
+    from nex_core.model.total_variation import total_variation, total_variation_reference
     torch.manual_seed(1)
     images = torch.rand(3, 2, 6, 7, dtype=torch.float64)
     images[0, 1, 2, 3] = images[0, 1, 2, 4]  # a zero difference: both take sign(0) = 0

@@ -226,3 +226,59 @@ def test_configs_from_before_grid_tv_read_it_as_off():
     assert config_mod.from_dict(raw).train.grid_tv_weight == 0.01
     del raw["train"]["grid_tv_weight"]
     assert config_mod.from_dict(raw).train.grid_tv_weight == 0.0
+
+
+def test_coarse_to_fine_brings_the_grid_levels_in_one_after_another():
+    """The level weights rise with the run's progress, coarsest first, all at 1 from the span on."""
+    from nex_core.model.grid_field import GridField
+    from nex_core.io.config import ModelConfig
+    from nex_core.io.mpi_geometry import MPIGeometry, plane_depths
+    from nex_core.io.cameras import Camera
+    geom = MPIGeometry.from_camera(Camera(40, 30, 40.0, 40.0, 20.0, 15.0, np.eye(4)), 4, plane_depths(1, 4, 4, True))
+    field = GridField(ModelConfig(grid_levels=4, grid_base=4, grid_max=16), geom)
+    previous = None
+    for progress in np.linspace(0.0, 1.0, 41):
+        field.set_progress(float(progress), 0.6)
+        w = field.level_weights
+        assert w[0] == 1.0 and all(a >= b for a, b in zip(w, w[1:]))
+        if previous is not None:
+            assert all(b >= a for a, b in zip(previous, w))
+        previous = w
+        if progress >= 0.6:
+            assert w == [1.0] * 4
+    field.set_progress(0.0, 0.6)
+    assert field.level_weights == [1.0, 0.0, 0.0, 0.0]
+    field.set_progress(0.3, 0.6)
+    assert field.level_weights == pytest.approx([1.0, 1.0, 0.5, 0.0])
+
+
+def test_a_level_not_yet_in_the_run_is_not_trained(tmp_path):
+    """With coarse-to-fine over the whole run, the finest level gets no gradient in the first steps (its
+    weight is 0), while the coarsest trains; off, both train."""
+    def changes(span: float, name: str) -> tuple[float, float]:
+        cfg = tiny_config(steps=20, checkpoint_every=1000, grid_tv_weight=0.0, grid_coarse_to_fine=span)
+        cfg.model.field = "grid"
+        trainer = Trainer(cfg, tmp_path / name)
+        before = [g.detach().clone() for g in trainer.model.grid_field.grids]
+        for _ in range(2):
+            trainer.train_step()
+        after = trainer.model.grid_field.grids
+        return (float((after[0] - before[0]).abs().max()), float((after[-1] - before[-1]).abs().max()))
+
+    coarse, fine = changes(1.0, "c2f")
+    assert coarse > 0 and fine == 0.0
+    coarse, fine = changes(0.0, "plain")
+    assert coarse > 0 and fine > 0
+
+
+def test_depth_tv_draws_the_planes_features_together(tmp_path):
+    """train.grid_depth_tv_weight reaches the optimiser: a strong weight ends with smaller differences
+    between neighbouring planes' features than none."""
+    def depth_tv(weight: float, name: str) -> float:
+        cfg = tiny_config(steps=40, checkpoint_every=1000, grid_depth_tv_weight=weight)
+        cfg.model.field = "grid"
+        trainer = Trainer(cfg, tmp_path / name)
+        trainer.train()
+        return float(trainer.model.field_depth_tv_loss().detach())
+
+    assert depth_tv(1.0, "smooth") < 0.5 * depth_tv(0.0, "plain")

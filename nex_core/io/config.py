@@ -67,6 +67,10 @@ class ModelConfig:
     grid_max: int = 64  # finer grids fit the training views' noise and view-specific colour (the suite table)
     grid_hidden: int = 64
     grid_mlp_layers: int = 1
+    # Planes per level, geometric from grid_depth_base (coarsest level) to one per plane (finest): coarse
+    # levels are shared by neighbouring planes (read linearly between them), as the MLP's encoding of the
+    # plane index shares across depth. 0: one grid per plane at every level.
+    grid_depth_base: int = 0
     # Where the planes' colours are over-composited: "linear" (decoded to linear light, composited, encoded
     # again: what Blender, engines and glTF clients do with the baked textures, so they show the MPI
     # exactly; equal or higher held-out PSNR on the scenes measured, docs/benchmarks.md) or "srgb" (the
@@ -91,6 +95,11 @@ class TrainConfig:
     decay_at: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     tv_weight: float = 0.03  # total variation of k0
     grid_tv_weight: float = 0.01  # total variation of the grid field's feature grids (field = "grid" only)
+    grid_depth_tv_weight: float = 0.0  # L1 of the feature grids' differences between neighbouring planes
+    # The fraction of the run over which the grid field's finer levels come in, one after another (coarse
+    # to fine: the planes' layout settles on the coarse levels before fine ones can fit detail). 0: all
+    # levels from the start.
+    grid_coarse_to_fine: float = 0.0
     grad_weight: float = 0.05  # L1 of finite differences over the L-shaped triples
     seed: int = 1
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
@@ -202,9 +211,12 @@ LEGACY_TRAIN_KEYS = ("decay_every",)
 # section: how the run was trained before the setting existed (a run's config.toml lists every key it knew).
 ABSENT_MEANS: dict[str, dict[str, Any]] = {
     "data": {},
-    "model": {"compositing": "srgb"},  # nex composited sRGB values
+    "model": {"compositing": "srgb",  # nex composited sRGB values
+              "grid_depth_base": 0},  # one grid per plane at every level
     "train": {"appearance": "off",  # no per-photo colour compensation
-              "grid_tv_weight": 0.0},  # no total variation of the grid field's feature grids
+              "grid_tv_weight": 0.0,  # no total variation of the grid field's feature grids
+              "grid_depth_tv_weight": 0.0,  # nor across its planes
+              "grid_coarse_to_fine": 0.0},  # every level from the start
 }
 
 

@@ -87,6 +87,7 @@ RULES: dict[str, Rule] = {
     "model.grid_max": Rule(2, 16384),
     "model.grid_hidden": Rule(1, 4096),
     "model.grid_mlp_layers": Rule(0, 64),
+    "model.grid_depth_base": Rule(0, 4096),
     # [train]
     "train.steps": Rule(1, 1e9),
     "train.rays": Rule(3, 1e8, note="rays come in L-shaped triples"),
@@ -100,6 +101,8 @@ RULES: dict[str, Rule] = {
     "train.decay_at": Rule(0, 1, low_open=True, is_list=True, note="fractions of the run"),
     "train.tv_weight": Rule(0, 1e6),
     "train.grid_tv_weight": Rule(0, 1e6),
+    "train.grid_depth_tv_weight": Rule(0, 1e6),
+    "train.grid_coarse_to_fine": Rule(0, 1),
     "train.grad_weight": Rule(0, 1e6),
     "train.seed": Rule(0, 2**63 - 1),
     "train.device": Rule(pattern=DEVICE_PATTERN, pattern_text="auto, cpu, cuda or cuda:N"),

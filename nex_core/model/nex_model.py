@@ -25,18 +25,12 @@ import torch.nn.functional as F
 from ..io.config import ModelConfig
 from ..io.mpi_geometry import MPIGeometry
 from .fused_mlp import compute_dtype, fused_trunk, trunk_input
+from .grid_field import GridField
+from .layers import make_mlp, output_heads
 from .mpi import composite_in, depths_tensor, plane_intersections, sample_planes
+from .total_variation import total_variation
 
 Tensor = torch.Tensor
-
-
-def make_mlp(n_in: int, hidden: int, n_hidden_layers: int, n_out: int, slope: float) -> nn.Sequential:
-    """Linear(in, hidden) + n_hidden_layers x Linear(hidden, hidden) + Linear(hidden, out), leaky ReLU."""
-    mods: list[nn.Module] = [nn.Linear(n_in, hidden), nn.LeakyReLU(slope)]
-    for _ in range(n_hidden_layers):
-        mods += [nn.Linear(hidden, hidden), nn.LeakyReLU(slope)]
-    mods.append(nn.Linear(hidden, n_out))
-    return nn.Sequential(*mods)
 
 
 def encode_frequencies(x: Tensor, freqs: Tensor) -> Tensor:
@@ -131,116 +125,6 @@ class FixedBasis(nn.Module):
             return fourier_basis(view_xy, self.n)
         vz = torch.sqrt(torch.clamp(1.0 - (view_xy ** 2).sum(-1, keepdim=True), min=0.0))
         return real_spherical_harmonics(torch.cat([view_xy, vz], -1), self.n)
-
-
-# --------------------------------------------------------------------------------------------------
-# The opt-in grid form of F_theta
-
-
-def output_heads(last: nn.Linear, h: Tensor, sublayers: int) -> tuple[Tensor, Tensor]:
-    """F_theta's last layer on hidden features h [D, R, C]: the alpha logit on every plane [D, R] and the
-    coefficient columns only on each layer's first plane [L, R, 3N] (the only ones used)."""
-    alpha_logit = F.linear(h, last.weight[:1], last.bias[:1])[..., 0]
-    coeff = F.linear(h[::sublayers], last.weight[1:], last.bias[1:])
-    return alpha_logit, coeff
-
-
-def grid_resolutions(cfg: ModelConfig, mpi_width: int, mpi_height: int) -> list[tuple[int, int]]:
-    """(height, width) of each grid level: widths geometric from grid_base to grid_max (capped by the
-    MPI's width), heights in the MPI's aspect ratio."""
-    top = max(2, min(cfg.grid_max, mpi_width))
-    base = min(cfg.grid_base, top)
-    n = cfg.grid_levels
-    widths = [round(base * (top / base) ** (i / max(n - 1, 1))) for i in range(n)]
-    return [(max(2, round(w * mpi_height / mpi_width)), w) for w in widths]
-
-
-class GridField(nn.Module):
-    """F_theta as per-plane multi-resolution feature grids plus a small MLP.
-
-    Each plane owns ``grid_levels`` 2-D grids of ``grid_features`` channels, read bilinearly where a ray
-    meets the plane; the concatenated features go through an MLP of ``grid_hidden`` units to the same
-    outputs as the reference's MLP (alpha logit + 3N coefficients). Far fewer operations per plane
-    sample than the positional-encoding MLP, at the price of more parameters (the grids).
-    """
-
-    def __init__(self, cfg: ModelConfig, geom: MPIGeometry):
-        super().__init__()
-        self.cfg = cfg
-        self.shapes = grid_resolutions(cfg, geom.mpi_width, geom.mpi_height)
-        # Small random features, as in instant-ngp: the MLP starts near its bias, as the reference's does.
-        self.grids = nn.ParameterList(
-            nn.Parameter(torch.empty(geom.n_planes, cfg.grid_features, h, w).uniform_(-1e-4, 1e-4))
-            for h, w in self.shapes)
-        n_in = cfg.grid_levels * cfg.grid_features
-        self.mlp = make_mlp(n_in, cfg.grid_hidden, cfg.grid_mlp_layers, 1 + 3 * cfg.basis_out, cfg.lrelu_slope)
-
-    def features(self, coords: Tensor, plane_index: Tensor | None = None) -> Tensor:
-        """Grid features at coords [P, R, 2] of planes ``plane_index`` [P] (default: all) -> [P, R, C]."""
-        parts = []
-        for grid in self.grids:
-            planes = grid if plane_index is None else grid[plane_index]
-            parts.append(sample_planes(planes, coords.to(planes.dtype)))  # [P, F, R]
-        return torch.cat(parts, 1).transpose(1, 2)
-
-    def plane_outputs(self, coords: Tensor, plane_index: Tensor | None = None) -> Tensor:
-        return self.mlp(self.features(coords, plane_index))
-
-    def alpha_and_coefficients(self, coords: Tensor, sublayers: int) -> tuple[Tensor, Tensor]:
-        h = self.features(coords)
-        for module in list(self.mlp)[:-1]:
-            h = module(h)
-        return output_heads(self.mlp[-1], h, sublayers)
-
-    def tv_loss(self) -> Tensor:
-        """Total variation of the feature grids, summed over the levels (each level as k0's: the mean over
-        planes of the differences' L1 norm per cell). Pulls features that only some training views
-        constrain towards their neighbours', against floaters and view-specific detail."""
-        return sum(total_variation(grid) for grid in self.grids)
-
-
-# --------------------------------------------------------------------------------------------------
-# The k0 regulariser
-
-
-def total_variation_reference(images: Tensor) -> Tensor:
-    """Mean over images [L, C, H, W] of (sum |dy| + sum |dx|) / ((H - 1)(W - 1)), by plain autograd."""
-    dy = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().sum((1, 2, 3))
-    dx = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().sum((1, 2, 3))
-    return ((dy + dx) / ((images.shape[2] - 1) * (images.shape[3] - 1))).mean()
-
-
-class _TotalVariation(torch.autograd.Function):
-    """:func:`total_variation_reference` in fewer passes over the images: the differences' L1 norms
-    without temporaries, and their signs (the gradient) kept from the forward."""
-
-    @staticmethod
-    def forward(ctx, images: Tensor) -> Tensor:
-        L, _, H, W = images.shape
-        dy = images[:, :, 1:, :] - images[:, :, :-1, :]
-        dx = images[:, :, :, 1:] - images[:, :, :, :-1]
-        dims = (1, 2, 3)
-        total = torch.linalg.vector_norm(dy, 1, dims) + torch.linalg.vector_norm(dx, 1, dims)
-        ctx.save_for_backward(dy.sign_(), dx.sign_())
-        ctx.scale = 1.0 / (L * (H - 1) * (W - 1))
-        return total.sum() * ctx.scale
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        sy, sx = ctx.saved_tensors
-        L, C, H1, W = sy.shape
-        out = sy.new_zeros(L, C, H1 + 1, W)
-        out[:, :, 1:, :] += sy
-        out[:, :, :-1, :] -= sy
-        out[:, :, :, 1:] += sx
-        out[:, :, :, :-1] -= sx
-        return out.mul_(grad * ctx.scale)
-
-
-def total_variation(images: Tensor) -> Tensor:
-    """The reference's total variation of images [L, C, H, W] (H, W >= 2); see
-    :func:`total_variation_reference` (same value and gradient)."""
-    return _TotalVariation.apply(images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -364,6 +248,10 @@ class NexModel(nn.Module):
     def field_tv_loss(self) -> Tensor | None:
         """The grid field's total variation (:meth:`GridField.tv_loss`); None for the MLP field."""
         return self.grid_field.tv_loss() if self.cfg.field == "grid" else None
+
+    def field_depth_tv_loss(self) -> Tensor | None:
+        """The grid field's differences across planes (:meth:`GridField.depth_tv_loss`); None for the MLP."""
+        return self.grid_field.depth_tv_loss() if self.cfg.field == "grid" else None
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by learning-rate group: coefficient MLP, basis MLP, explicit k0 (and the grid

@@ -82,13 +82,15 @@ def gradient_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 class TrainingObjective(torch.nn.Module):
     """The render in each ray's photo's colours and the weighted field regularisers (k0's total variation,
-    and the feature grids' where ``grid_tv_weight`` is set) in one forward pass (what DDP wraps)."""
+    and the feature grids' where ``grid_tv_weight`` or ``grid_depth_tv_weight`` is set) in one forward pass
+    (what DDP wraps)."""
 
     def __init__(self, model: NexModel, appearance: AppearanceTransform, tv_weight: float = 0.0,
-                 grid_tv_weight: float = 0.0):
+                 grid_tv_weight: float = 0.0, grid_depth_tv_weight: float = 0.0):
         super().__init__()
         self.model, self.appearance = model, appearance
         self.tv_weight, self.grid_tv_weight = tv_weight, grid_tv_weight
+        self.grid_depth_tv_weight = grid_depth_tv_weight
 
     def forward(self, origins: Tensor, dirs: Tensor, image_index: Tensor,
                 regularise: bool = True) -> tuple[Tensor, Tensor | float]:
@@ -102,6 +104,9 @@ class TrainingObjective(torch.nn.Module):
             field_tv = self.model.field_tv_loss() if self.grid_tv_weight else None
             if field_tv is not None:
                 reg = reg + self.grid_tv_weight * field_tv
+            depth_tv = self.model.field_depth_tv_loss() if self.grid_depth_tv_weight else None
+            if depth_tv is not None:
+                reg = reg + self.grid_depth_tv_weight * depth_tv
         return rgb, reg
 
 
@@ -164,7 +169,8 @@ class Trainer:
         self._resume_if_possible()
         self.length = make_length(self)
         self.objective = wrap_model(TrainingObjective(self.model, self.appearance, cfg.train.tv_weight,
-                                                      cfg.train.grid_tv_weight), self.dist, self.device)
+                                                      cfg.train.grid_tv_weight, cfg.train.grid_depth_tv_weight),
+                                    self.dist, self.device)
 
     # ---- setup ------------------------------------------------------------------------------------
 
@@ -242,6 +248,8 @@ class Trainer:
         factor = self.learning_rate_factor(self.step) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        if self.cfg.model.field == "grid" and t.grid_coarse_to_fine > 0:
+            self.model.grid_field.set_progress(self.length.progress_at(self.step), t.grid_coarse_to_fine)
         n, h, w, _ = self.train_images.shape
         batch = sample_l_shaped(self.gen, n, h, w, t.rays, t.images_per_step)
         mine = shard_triples(t.rays, self.dist) if self.dist.enabled else slice(None)
