@@ -132,3 +132,25 @@ def test_on_suite_scenes_the_sweep_finds_the_nearest_content(scene_name, points_
     got = nb.near_bound(scene.images, scene.cameras, scene.ref_id, points_factor * least, scene.planes.dmax)
     assert got.photos is not None and 0.85 * least <= got.photos <= 1.15 * least, (got, least)
     assert (got.near == got.photos) is moves
+
+
+def _camera_at(x: float, z: float) -> Camera:
+    c2w = np.eye(4)
+    c2w[:3, 3] = (x, 0.0, z)
+    return Camera(W, H, F, F, W / 2, H / 2, c2w, f"cam{x:+.2f}{z:+.2f}")
+
+
+def test_the_content_found_gives_every_photo_its_own_near_bound():
+    """The sweep's votes are points in space: a photo 0.4 closer to the near plane (depth 1.2) gets 0.8;
+    the reference photo gets the sweep's own bound; a photo whose points' bound is already near keeps it,
+    and so does one that does not see the content (turned away)."""
+    images, cams = _capture()
+    got = nb.near_bound(images, cams, 0, near=3.5, far=4.5)
+    assert got.near_for(cams[0], 3.5) == got.near
+    assert got.near_for(_camera_at(0.05, 0.4), 3.3) == pytest.approx(0.8, rel=0.1)
+    assert got.near_for(_camera_at(0.05, 0.4), 0.75) == 0.75
+    away = _camera_at(0.0, 0.0)
+    away.c2w[:3, :3] = [[-1, 0, 0], [0, 1, 0], [0, 0, -1]]  # looking back, away from the planes
+    assert got.near_for(away, 3.5) == 3.5
+    flat = nb.near_bound([np.full((H, W, 3), 0.5) for _ in cams], cams, 0, near=2.0, far=5.0)
+    assert flat.near_for(_camera_at(0.05, 0.4), 2.0) == 2.0

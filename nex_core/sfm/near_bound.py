@@ -10,12 +10,14 @@ compared with its :data:`NEIGHBOURS` nearest photos warped onto fronto-parallel 
 :data:`WINDOW` x :data:`WINDOW` patches (blind to the exposure and white balance a phone changes between
 shots). Pixels with texture whose best match is good and clearly better than the rest vote for their depth;
 the :data:`PERCENTILE` th percentile of the votes is the photos' near bound, used where it is nearer than
-the points'.
+the points'. The votes are points in space: seen from each of the other photos they give that photo's
+near bound too (:meth:`NearBound.near_for`), so a scene trained from another reference photo
+(``--ref-image``) also starts its planes in front of that content.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +44,8 @@ class NearBound:
     photos: float | None  # the plane sweep's, None where too few pixels voted
     votes: int  # pixels that voted
     pixels: int
+    surface: np.ndarray | None = field(default=None, repr=False)  # [votes, 3] where they placed the content
+
 
     @property
     def near(self) -> float:
@@ -60,6 +64,25 @@ class NearBound:
                     f"where the photos show nearer content ({self.votes} of {self.pixels} pixels matched)")
         return (f"near bound {self.points:.4g}: the nearest 3D points (the photos' plane sweep agrees: "
                 f"{self.photos:.4g})")
+
+    def near_for(self, camera: Camera, points_near: float) -> float:
+        """Another photo's near bound: its points' (``points_near``), or where the content the sweep found,
+        seen from ``camera``, is clearly nearer, the :data:`PERCENTILE` th percentile of its depths there.
+        For the reference camera this is :attr:`near`."""
+        if self.surface is None or self.photos is None:
+            return points_near
+        w2c = camera.w2c
+        in_cam = self.surface @ w2c[:3, :3].T + w2c[:3, 3]
+        z = in_cam[:, 2]
+        ahead = z > 1e-9
+        safe = np.where(ahead, z, 1.0)
+        px = in_cam[:, 0] / safe * camera.fx + camera.cx
+        py = in_cam[:, 1] / safe * camera.fy + camera.cy
+        seen = ahead & (px >= 0) & (px <= camera.width) & (py >= 0) & (py <= camera.height)
+        if seen.sum() < MIN_VOTES * self.pixels:
+            return points_near
+        depth = float(np.percentile(z[seen], PERCENTILE))
+        return depth if depth < NEARER * points_near else points_near
 
 
 def _box(img: np.ndarray, size: int) -> np.ndarray:
@@ -147,5 +170,7 @@ def near_bound(images: list[np.ndarray], cameras: list[Camera], ref_id: int, nea
     votes = int(confident.sum())
     if votes < MIN_VOTES * pixels:
         return NearBound(points=near, photos=None, votes=votes, pixels=pixels)
-    photos = float(np.percentile(depths[best[confident]], PERCENTILE))
-    return NearBound(points=near, photos=photos, votes=votes, pixels=pixels)
+    voted = depths[best[confident]]
+    photos = float(np.percentile(voted, PERCENTILE))
+    surface = ref.c2w[:3, 3] + voted[:, None] * rays[confident.ravel()]
+    return NearBound(points=near, photos=photos, votes=votes, pixels=pixels, surface=surface)

@@ -78,6 +78,7 @@ class PrepareReport:
     far_extended: int = 0  # photos whose far bound moved out from their farthest 3D points
     near_bound: str = ""  # how the reference photo's near bound was set (nex_core.sfm.near_bound)
     points_near: float = 0.0  # the reference photo's near bound from the 3D points alone
+    near_moved: int = 0  # photos whose near bound moved in to the content the plane sweep found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +94,9 @@ class PrepareReport:
                  f"{', held fixed' if self.focal_fixed else ', refined'})",
                  self.lens_line(),
                  f"planes: dmin {self.dmin:.4g}, dmax {self.dmax:.4g} (reference view {self.ref_image})"
-                 + "".join(f"; {line}" for line in (self.near_bound, self.far_bound) if line),
+                 + "".join(f"; {line}" for line in (self.near_bound, self.far_bound) if line)
+                 + (f"; near bound moved in on {self.near_moved} of {self.images_registered} photos"
+                    if self.near_moved else ""),
                  "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings_s.items())]
         if messages:
             lines += [f"note: {n}" for n in self.notes] + [f"warning: {w}" for w in self.warnings]

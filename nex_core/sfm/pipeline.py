@@ -47,6 +47,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from ..io.errors import CancelledError, ReconstructionError
 from ..io.events import EventLog, Listener
 from ..io.run_files import EVENTS_FILE
@@ -241,9 +243,12 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
     width = min(VALIDATION_WIDTH, cameras[0].width)
     scene = load_scene(staged, width=width, min_images=run.options.min_images)
     nearest = near_bound(scene.images, scene.cameras, scene.ref_id, scene.planes.dmin, scene.planes.dmax)
-    if nearest.near != nearest.points:
-        set_near(staged, scene.ref_id, nearest.near)
-        near[scene.ref_id] = nearest.near
+    swept = np.array([nearest.near_for(cam, float(lo)) for cam, lo in zip(scene.cameras, near)])
+    swept[scene.ref_id] = nearest.near
+    moved = int((swept != near).sum())
+    if moved:
+        set_near(staged, swept)
+        near = swept
         scene = load_scene(staged, width=width, min_images=run.options.min_images)
     replaced = existing_outputs(run.scene_dir)
     if "planes.txt" in replaced:
@@ -261,7 +266,7 @@ def _write(run: _Run, photos: PhotoSet, size: tuple[int, int], prior: CameraPrio
         radial_k1=stats.radial_k1, radial_k2=stats.radial_k2, baseline_ratio=stats.baseline_ratio, dmin=scene.planes.dmin,
         dmax=scene.planes.dmax, ref_image=Path(scene.names[scene.ref_id]).name,
         far_bound=bounds_far.describe(scene.ref_id), far_extended=int(bounds_far.extended.sum()),
-        near_bound=nearest.describe(), points_near=nearest.points,
+        near_bound=nearest.describe(), points_near=nearest.points, near_moved=moved,
         near_range=[float(near.min()), float(near.max())], far_range=[float(far.min()), float(far.max())],
         timings_s=dict(run.timings), notes=photos.notes, warnings=warnings,
         pycolmap_version=str(getattr(import_pycolmap(), "__version__", "")), **matching, **lens.report_fields())

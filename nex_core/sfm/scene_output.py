@@ -87,11 +87,11 @@ def write_llff(staged: Path) -> tuple[np.ndarray, FarBounds, list[Camera]]:
     return near, bounds_far, views.cameras
 
 
-def set_near(staged: Path, index: int, near: float) -> None:
-    """Replace the near bound of row ``index`` (a photo, in file-name order) of ``poses_bounds.npy``."""
+def set_near(staged: Path, near: np.ndarray) -> None:
+    """Replace the near bounds of ``poses_bounds.npy`` (one per photo, in file-name order)."""
     path = staged / "poses_bounds.npy"
     rows = np.load(path)
-    rows[index, -2] = near
+    rows[:, -2] = near
     np.save(path, rows)
 
 
