@@ -71,13 +71,7 @@ class NearBound:
         For the reference camera this is :attr:`near`."""
         if self.surface is None or self.photos is None:
             return points_near
-        w2c = camera.w2c
-        in_cam = self.surface @ w2c[:3, :3].T + w2c[:3, 3]
-        z = in_cam[:, 2]
-        ahead = z > 1e-9
-        safe = np.where(ahead, z, 1.0)
-        px = in_cam[:, 0] / safe * camera.fx + camera.cx
-        py = in_cam[:, 1] / safe * camera.fy + camera.cy
+        px, py, z, ahead = project(self.surface, camera)
         seen = ahead & (px >= 0) & (px <= camera.width) & (py >= 0) & (py <= camera.height)
         if seen.sum() < MIN_VOTES * self.pixels:
             return points_near
@@ -106,6 +100,17 @@ def ncc(a: np.ndarray, b: np.ndarray, size: int = WINDOW) -> np.ndarray:
     return cov / np.sqrt(va * vb + 1e-12)
 
 
+def project(points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """World points [N, 3] in ``camera``'s image -> (x, y in pixels, pixel centres at +0.5; depth z; whether
+    in front of the camera). Points behind it get finite but meaningless positions."""
+    w2c = camera.w2c
+    in_cam = points @ w2c[:3, :3].T + w2c[:3, 3]
+    z = in_cam[:, 2]
+    ahead = z > 1e-9
+    safe = np.where(ahead, z, 1.0)
+    return in_cam[:, 0] / safe * camera.fx + camera.cx, in_cam[:, 1] / safe * camera.fy + camera.cy, z, ahead
+
+
 def reference_rays(ref: Camera) -> np.ndarray:
     """World-space offsets from the reference camera's centre to the point at depth 1 of each of its pixels,
     [h * w, 3] in row-major pixel order (the point at depth d is ``centre + d * ray``)."""
@@ -121,14 +126,8 @@ def warp_to_reference(image: np.ndarray, camera: Camera, ref: Camera, depth: flo
     the fronto-parallel plane at ``depth`` in front of it -> (warped [h, w], valid [h, w]). ``rays``:
     :func:`reference_rays` of ``ref``, computed once for a sweep."""
     rays = reference_rays(ref) if rays is None else rays
-    points = ref.c2w[:3, 3] + depth * rays
-    w2c = camera.w2c
-    in_cam = points @ w2c[:3, :3].T + w2c[:3, 3]
-    z = in_cam[:, 2]
-    ahead = z > 1e-9
-    z = np.where(ahead, z, 1.0)
-    px = in_cam[:, 0] / z * camera.fx + camera.cx - 0.5
-    py = in_cam[:, 1] / z * camera.fy + camera.cy - 0.5
+    px, py, _, ahead = project(ref.c2w[:3, 3] + depth * rays, camera)
+    px, py = px - 0.5, py - 0.5  # pixel centres at integers, as bilinear() reads them
     h, w = image.shape
     valid = ahead & (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
     warped = bilinear(image[..., None], px, py, clamp=True)[:, 0]
