@@ -207,17 +207,20 @@ def test_fp16_training_scales_its_loss(monkeypatch, tmp_path):
     assert resumed.step == result.step and resumed.grad_scaler.get_scale() == scale
 
 
-def test_grid_tv_smooths_the_feature_grids(tmp_path):
-    """train.grid_tv_weight reaches the optimiser: the same grid run with a strong weight ends with
-    smoother feature grids (lower total variation) than without it."""
-    def grid_tv(weight: float, name: str) -> float:
-        cfg = tiny_config(steps=40, checkpoint_every=1000, grid_tv_weight=weight)
+@pytest.mark.parametrize("setting,measure", [("grid_tv_weight", "field_tv_loss"),
+                                             ("grid_depth_tv_weight", "field_depth_tv_loss")])
+def test_grid_regularisers_reach_the_optimiser(tmp_path, setting, measure):
+    """train.grid_tv_weight and train.grid_depth_tv_weight reach the optimiser: the same grid run with a
+    strong weight ends with smoother feature grids (lower total variation across texels, or smaller
+    differences between neighbouring planes) than without it."""
+    def regulariser(weight: float, name: str) -> float:
+        cfg = tiny_config(steps=40, checkpoint_every=1000, **{setting: weight})
         cfg.model.field = "grid"
         trainer = Trainer(cfg, tmp_path / name)
         trainer.train()
-        return float(trainer.model.field_tv_loss().detach())
+        return float(getattr(trainer.model, measure)().detach())
 
-    assert grid_tv(1.0, "smooth") < 0.5 * grid_tv(0.0, "plain")
+    assert regulariser(1.0, "smooth") < 0.5 * regulariser(0.0, "plain")
 
 
 def test_configs_from_before_grid_tv_read_it_as_off():
@@ -269,16 +272,3 @@ def test_a_level_not_yet_in_the_run_is_not_trained(tmp_path):
     assert coarse > 0 and fine == 0.0
     coarse, fine = changes(0.0, "plain")
     assert coarse > 0 and fine > 0
-
-
-def test_depth_tv_draws_the_planes_features_together(tmp_path):
-    """train.grid_depth_tv_weight reaches the optimiser: a strong weight ends with smaller differences
-    between neighbouring planes' features than none."""
-    def depth_tv(weight: float, name: str) -> float:
-        cfg = tiny_config(steps=40, checkpoint_every=1000, grid_depth_tv_weight=weight)
-        cfg.model.field = "grid"
-        trainer = Trainer(cfg, tmp_path / name)
-        trainer.train()
-        return float(trainer.model.field_depth_tv_loss().detach())
-
-    assert depth_tv(1.0, "smooth") < 0.5 * depth_tv(0.0, "plain")
