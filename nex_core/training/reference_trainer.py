@@ -45,6 +45,7 @@ from ..io.cameras import Camera
 from ..io.config import ModelConfig, RunConfig
 from ..io.mpi_geometry import MPIGeometry
 from ..io.scene import Scene
+from ..model.layers import make_mlp
 from ..model.mpi import CameraBatch, depths_tensor
 from ..model.nex_model import alpha_offset
 from ..runtime.setup import build_geometry, load_scene_for
@@ -104,14 +105,6 @@ def homographies(geom: MPIGeometry, cams: Cameras, depths: Tensor) -> Tensor:
 # The model
 
 
-def _mlp(n_in: int, hidden: int, n_hidden_layers: int, n_out: int, slope: float) -> nn.Sequential:
-    mods: list[nn.Module] = [nn.Linear(n_in, hidden), nn.LeakyReLU(slope)]
-    for _ in range(n_hidden_layers):
-        mods += [nn.Linear(hidden, hidden), nn.LeakyReLU(slope)]
-    mods.append(nn.Linear(hidden, n_out))
-    return nn.Sequential(*mods)
-
-
 def _freqs(n: int) -> Tensor:
     return 0.5 * math.pi * 2.0 ** torch.arange(n, dtype=torch.float32)
 
@@ -128,8 +121,8 @@ class BaselineNex(nn.Module):
         self.cfg, self.geom = cfg, geom
         n_in = 4 * cfg.pos_level + 2 * cfg.depth_level
         # Created in NexModel's order (coefficient MLP, basis MLP, k0): the same seed, the same weights.
-        self.seq1 = _mlp(n_in, cfg.hidden, cfg.mlp_layers, 1 + 3 * cfg.basis_out, cfg.lrelu_slope)
-        self.seq_basis = _mlp(4 * cfg.basis_order, cfg.basis_hidden, cfg.basis_mlp_layers, cfg.basis_out,
+        self.seq1 = make_mlp(n_in, cfg.hidden, cfg.mlp_layers, 1 + 3 * cfg.basis_out, cfg.lrelu_slope)
+        self.seq_basis = make_mlp(4 * cfg.basis_order, cfg.basis_hidden, cfg.basis_mlp_layers, cfg.basis_out,
                               cfg.lrelu_slope)
         self.mpi_c = nn.Parameter(torch.empty(cfg.layers, 3, geom.mpi_height, geom.mpi_width).uniform_(-1.0, 1.0))
         self.register_buffer("depths", depths_tensor(geom), persistent=False)
