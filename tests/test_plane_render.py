@@ -11,7 +11,9 @@ from support.models import random_model
 from nex_core.export.bake import bake_model
 from nex_core.model.mpi import (CameraBatch, composite_in, pixel_grid, plane_intersections,
                                 rays_in_reference_frame)
-from nex_core.runtime.plane_render import RenderStopped, render_views, view_groups, view_state_bytes
+from nex_core.runtime import plane_render
+from nex_core.runtime.plane_render import (RenderStopped, evaluated_texels, render_views, view_groups,
+                                          view_state_bytes)
 from nex_core.runtime.render import render_image
 
 
@@ -111,3 +113,26 @@ def test_a_stop_request_ends_the_render_within_a_plane_and_restores_the_mode():
     never = list(render_views(model, ref, cams[:2], should_stop=lambda: False))
     for a, b in zip(never, render_views(model, ref, cams[:2])):
         assert np.array_equal(a, b)
+
+
+def test_the_evaluated_point_count_matches_what_a_render_evaluates(monkeypatch):
+    """evaluated_texels (which the training loop uses to estimate an evaluation's time before the first one)
+    against the texels a real render hands to F_theta: near views, and a wide view that holds the whole MPI
+    on some planes."""
+    from nex_core.io.cameras import Camera
+
+    model, geom, ref, cams = random_model("learned", sublayers=3, seed=9)
+    wide = Camera(ref.width, ref.height, ref.fx * 0.3, ref.fy * 0.3, ref.cx, ref.cy, cams[1].c2w)
+    seen = []
+    real_box = plane_render._evaluate_box
+
+    def counting(model_, plane, grid, box, *rest):
+        seen.append((box[1] - box[0]) * (box[3] - box[2]))
+        return real_box(model_, plane, grid, box, *rest)
+
+    monkeypatch.setattr(plane_render, "_evaluate_box", counting)
+    for views in (cams[:3], [ref], [cams[0], wide]):
+        seen.clear()
+        list(render_views(model, ref, views))
+        estimate = evaluated_texels(geom, model.cfg.sublayers, ref, views)
+        assert estimate == pytest.approx(sum(seen), rel=0.03)

@@ -117,6 +117,8 @@ def view_groups(model: NexModel, cameras: list[Camera], budget_bytes: float) -> 
 # --------------------------------------------------------------------------------------------------
 # Rendering
 
+VIEW_STATE_BUDGET = 1e9  # bytes of per-view state in one pass of render_views
+
 
 @dataclass
 class _View:
@@ -160,19 +162,62 @@ class _View:
         return coords, valid, _box(lo[0], hi[0], lo[1], hi[1], w, h), clamped
 
 
-def _make_view(model: NexModel, ref: Camera, camera: Camera, device: torch.device) -> _View:
+def _view_rays(ref: Camera, camera: Camera, uv: Tensor, device: torch.device
+               ) -> tuple[tuple[float, float, float], Tensor, Tensor | None, Tensor]:
+    """The rays through ``uv`` of ``camera`` in the reference frame: origin, slopes [2, R], ahead [R] (None:
+    all of them) and directions [R, 3]."""
     cams = CameraBatch.from_cameras(ref, [camera], device=device)
-    uv = pixel_grid(camera.width, camera.height, device)
     origins, dirs = rays_in_reference_frame(cams, torch.zeros(uv.shape[0], dtype=torch.long, device=device), uv)
-    basis = model.basis_values(F.normalize(dirs, dim=-1)).float()
     dz = dirs[:, 2]
     ahead = dz > 1e-8
     safe = torch.where(ahead, dz, torch.ones_like(dz))
     slopes = torch.stack([dirs[:, 0] / safe, dirs[:, 1] / safe])
-    r = uv.shape[0]
     origin = tuple(float(x) for x in cams.origin[0])
-    return _View(camera, origin, slopes, None if bool(ahead.all()) else ahead, basis,
-                 torch.zeros(3, r, device=device), torch.ones(r, device=device))
+    return origin, slopes, None if bool(ahead.all()) else ahead, dirs
+
+
+def _make_view(model: NexModel, ref: Camera, camera: Camera, device: torch.device) -> _View:
+    uv = pixel_grid(camera.width, camera.height, device)
+    origin, slopes, ahead, dirs = _view_rays(ref, camera, uv, device)
+    basis = model.basis_values(F.normalize(dirs, dim=-1)).float()
+    r = uv.shape[0]
+    return _View(camera, origin, slopes, ahead, basis, torch.zeros(3, r, device=device), torch.ones(r, device=device))
+
+
+def _sparse_pixels(camera: Camera, across: int = 32) -> Tensor:
+    """Pixel centres along the four edges of ``camera``'s image and on a grid of about ``across`` per side
+    inside, [R, 2] as (u, v): enough to bound a view's footprint on a plane, also where the MPI lies inside it."""
+    w, h = camera.width, camera.height
+    us = torch.arange(w, dtype=torch.float32) + 0.5
+    vs = torch.arange(h, dtype=torch.float32) + 0.5
+    edges = torch.cat([torch.stack([us, torch.full_like(us, 0.5)], -1), torch.stack([us, torch.full_like(us, h - 0.5)], -1),
+                       torch.stack([torch.full_like(vs, 0.5), vs], -1), torch.stack([torch.full_like(vs, w - 0.5), vs], -1)])
+    stride = max(1, min(w, h) // across)
+    v, u = torch.meshgrid(vs[::stride], us[::stride], indexing="ij")
+    return torch.cat([edges, torch.stack([u.reshape(-1), v.reshape(-1)], -1)])
+
+
+def evaluated_texels(geom: MPIGeometry, sublayers: int, ref: Camera, cameras: list[Camera]) -> int:
+    """About how many (texel, plane) points F_theta is evaluated at when :func:`render_views` renders
+    ``cameras`` in one pass: each plane's box, as the render forms it, from the rays of a sparse set of each
+    view's pixels (:func:`_sparse_pixels`). A render's cost is about this times the cost of one point; a
+    per-view render's is pixels times planes."""
+    device = torch.device("cpu")
+    empty = torch.empty(0)
+    views = []
+    for cam in cameras:
+        origin, slopes, ahead, _ = _view_rays(ref, cam, _sparse_pixels(cam), device)
+        views.append(_View(cam, origin, slopes, ahead, empty, empty, empty))
+    total = 0
+    for j in range(geom.n_planes):
+        sub = j % sublayers
+        box = None
+        for view in views:
+            _, _, valid_box, all_box = view.hits(geom, geom.depths[j])
+            box = _union(box, all_box if sub == 0 else valid_box)
+        if box is not None:
+            total += (box[1] - box[0]) * (box[3] - box[2])
+    return total
 
 
 def _box(x0: float, x1: float, y0: float, y1: float, width: int, height: int) -> tuple | None:
@@ -257,7 +302,7 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
     return [v.colour.T.reshape(v.camera.height, v.camera.width, 3).cpu().numpy() for v in views]
 
 
-def render_views(model: NexModel, ref: Camera, cameras: list[Camera], budget_bytes: float = 1e9,
+def render_views(model: NexModel, ref: Camera, cameras: list[Camera], budget_bytes: float = VIEW_STATE_BUDGET,
                  texel_budget_bytes: float = 256e6, progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None) -> Iterator[np.ndarray]:
     """Render ``cameras`` (each its own size and intrinsics) -> float32 RGB [H, W, 3] per camera, in order.

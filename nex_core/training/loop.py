@@ -46,12 +46,24 @@ def make_length(trainer: Any) -> StepLength | BudgetLength:
 
 
 def eval_estimate(trainer: Any) -> float:
-    """Seconds a held-out evaluation takes: as measured last, else from the preview's render time per pixel."""
+    """Seconds a held-out evaluation takes: as measured last; before the first, the preview's time per
+    (pixel, plane) times the points the once-per-plane render evaluates (a per-view figure would count the
+    shared plane evaluations once per view: three times too much for three views)."""
     scene = trainer.scene
     if trainer.eval_s is not None or not scene.test_ids:
         return trainer.eval_s or 0.0
-    pixels = sum(scene.cameras[i].width * scene.cameras[i].height for i in scene.test_ids)
-    return (trainer.preview_s or 0.0) * pixels
+    if trainer.preview_s is None:
+        return 0.0
+    points = getattr(trainer, "eval_points", None)
+    if points is None:
+        from ..runtime.plane_render import VIEW_STATE_BUDGET, evaluated_texels, view_groups
+
+        cams = [scene.cameras[i] for i in scene.test_ids]
+        points = sum(evaluated_texels(trainer.geom, trainer.cfg.model.sublayers, trainer.ref_camera,
+                                      [cams[i] for i in group])
+                     for group in view_groups(trainer.model, cams, VIEW_STATE_BUDGET))
+        trainer.eval_points = points
+    return trainer.preview_s / trainer.geom.n_planes * points
 
 
 def end_reserve(trainer: Any) -> float:
