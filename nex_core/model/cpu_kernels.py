@@ -1,4 +1,5 @@
-"""A small C kernel for the fused CPU MLP, compiled on first use, with torch's own kernels as the fallback.
+"""A small C kernel for the fused CPU MLP, compiled on first use, with torch's own kernels as the fallback;
+and the build, cache and load machinery every C kernel of nex_core uses (:func:`load_library`).
 
 The leaky ReLU's gradient is the largest cost of a bf16 training step on a CPU after the matrix products:
 torch's bf16 kernel runs at under half the memory bandwidth of a copy, and the bias gradient (a column sum
@@ -39,7 +40,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -105,15 +106,18 @@ int nex_leaky_relu_grad_sums(const uint16_t *restrict grad, const uint16_t *rest
 MAX_COLUMNS = 4096
 BLOCK_ROWS = 512  # must match the C source
 _BASE_FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC"]
-# The x86-64-v4 level (AVX-512 F, BW, CD, DQ, VL on top of v3 and v2): the kernel is built for it and only
-# for it, because built for v3 (AVX2) the compiler leaves its loop scalar and torch's kernel is faster.
-X86_64_V4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl",
-             "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
+# x86-64-v3: AVX2, FMA, BMI and what v2 has (memory-bound kernels are built for it, see sigmoid_tv.py).
+X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
              "cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}
+# The x86-64-v4 level (AVX-512 F, BW, CD, DQ, VL on top of v3): this module's kernel is built for it and only
+# for it, because built for v3 (AVX2) the compiler leaves its loop scalar and torch's kernel is faster.
+X86_64_V4 = X86_64_V3 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
 LOCK_TIMEOUT_S = 300.0
 BUILD_TIMEOUT_S = 120.0
 
-_state: dict[str, object] = {}  # "lib", "error", "path": the loaded library (or None once tried), why not, where
+# Per library name: "lib", "error", "path": the loaded library (or None once tried), why not, where.
+_states: dict[str, dict[str, object]] = {}
+LEAKY = "leaky_relu_grad"  # the name of this module's own library
 
 
 class UnsafeCacheError(OSError):
@@ -159,10 +163,12 @@ def build_flags() -> list[str]:
     return [*_BASE_FLAGS, *target]
 
 
-def library_path(compiler: str, flags: list[str] | None = None, folder: Path | None = None) -> Path:
-    """The cached build for this source, compiler (and its version), flags and torch version."""
+def library_path(compiler: str, flags: list[str] | None = None, folder: Path | None = None,
+                 source: str = _SOURCE) -> Path:
+    """The cached build of ``source`` (default: this module's) for this compiler (and its version), flags and
+    torch version."""
     flags = build_flags() if flags is None else flags
-    parts = [_SOURCE, compiler, compiler_version(compiler), *flags, torch.__version__]
+    parts = [source, compiler, compiler_version(compiler), *flags, torch.__version__]
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     return (folder or cache_dir()) / f"nex_kernels_{key}.so"
 
@@ -215,11 +221,11 @@ def _build_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _compile(compiler: str, flags: list[str], target: Path) -> None:
-    """Compile the source into ``target`` (atomically: a temporary file in the same folder, then a rename)."""
+def _compile(compiler: str, flags: list[str], target: Path, source: str) -> None:
+    """Compile ``source`` into ``target`` (atomically: a temporary file in the same folder, then a rename)."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         src, lib = Path(tmp) / "kernels.c", Path(tmp) / target.name
-        src.write_text(_SOURCE)
+        src.write_text(source)
         try:
             proc = subprocess.run([compiler, *flags, str(src), "-o", str(lib)], capture_output=True, text=True,
                                   timeout=BUILD_TIMEOUT_S)
@@ -235,7 +241,7 @@ def _failure_marker(target: Path) -> Path:
     return target.with_suffix(".failed")
 
 
-def _build_or_reuse(compiler: str, flags: list[str], target: Path) -> None:
+def _build_or_reuse(compiler: str, flags: list[str], target: Path, source: str) -> None:
     """Make ``target`` a trusted build: reuse one, wait for another process's, or compile (once per key)."""
     marker = _failure_marker(target)
     with _build_lock(target.parent):
@@ -246,70 +252,87 @@ def _build_or_reuse(compiler: str, flags: list[str], target: Path) -> None:
             raise OSError(f"an earlier build failed ({reason[-300:]}); delete {marker} to try again")
         target.unlink(missing_ok=True)  # untrusted or damaged: never loaded, replaced
         try:
-            _compile(compiler, flags, target)
+            _compile(compiler, flags, target, source)
         except OSError as exc:
             marker.write_text(str(exc) + "\n", encoding="utf-8")
             raise
 
 
-def _open(target: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(target))
+def _bind_leaky(lib: ctypes.CDLL) -> None:
     fn = lib.nex_leaky_relu_grad_sums
     fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_float]
     fn.restype = ctypes.c_int
+
+
+def _open(target: Path, bind: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(target))
+    bind(lib)
     return lib
 
 
-def _load() -> tuple[ctypes.CDLL, Path]:
+def _load(source: str, flags: list[str], bind: Callable[[ctypes.CDLL], None]) -> tuple[ctypes.CDLL, Path]:
     compiler = _compiler()
     if compiler is None:
         raise OSError("no C compiler (set $CC)")
-    flags = build_flags()
     try:
         folder = private_folder(cache_dir())
     except UnsafeCacheError as exc:
         log.warning("not using the kernel cache: %s; building in a private temporary folder", exc)
         folder = Path(tempfile.mkdtemp(prefix="nex_kernels_"))
-    target = library_path(compiler, flags, folder)
-    _build_or_reuse(compiler, flags, target)
+    target = library_path(compiler, flags, folder, source)
+    _build_or_reuse(compiler, flags, target, source)
     try:
-        return _open(target), target
+        return _open(target, bind), target
     except OSError:  # a damaged file that passed the checks: build it again once
         with _build_lock(folder):
             target.unlink(missing_ok=True)
-        _build_or_reuse(compiler, flags, target)
-        return _open(target), target
+        _build_or_reuse(compiler, flags, target, source)
+        return _open(target, bind), target
+
+
+def load_library(name: str, source: str, flags: Callable[[], list[str]],
+                 bind: Callable[[ctypes.CDLL], None]) -> ctypes.CDLL | None:
+    """The library ``name`` compiled from ``source`` with ``flags()`` (OSError: no build here) and its
+    functions' signatures set by ``bind``, or None where it can't be had (see the module docstring); tried
+    once per process."""
+    state = _states.setdefault(name, {})
+    if "lib" not in state:
+        state["lib"], state["error"], state["path"] = None, None, None
+        if os.environ.get("NEX_NATIVE_KERNELS", "1") == "0":
+            state["error"] = "turned off by NEX_NATIVE_KERNELS=0"
+        elif not sys.platform.startswith("linux"):
+            state["error"] = f"not built on {sys.platform}"
+        else:
+            try:
+                state["lib"], state["path"] = _load(source, flags(), bind)
+            except (OSError, subprocess.SubprocessError, AttributeError) as exc:
+                state["error"] = str(exc)
+    return state["lib"]  # type: ignore[return-value]
+
+
+def library_error(name: str) -> str | None:
+    """Why :func:`load_library` gave None for ``name`` (after it was called), else None."""
+    return _states.get(name, {}).get("error")  # type: ignore[return-value]
 
 
 def native_kernels() -> ctypes.CDLL | None:
-    """The compiled kernels, or None where they can't be had here (see the module docstring); tried once."""
-    if "lib" not in _state:
-        _state["lib"], _state["error"], _state["path"] = None, None, None
-        if os.environ.get("NEX_NATIVE_KERNELS", "1") == "0":
-            _state["error"] = "turned off by NEX_NATIVE_KERNELS=0"
-        elif not sys.platform.startswith("linux"):
-            _state["error"] = f"not built on {sys.platform}"
-        else:
-            try:
-                _state["lib"], _state["path"] = _load()
-            except (OSError, subprocess.SubprocessError, AttributeError) as exc:
-                _state["error"] = str(exc)
-    return _state["lib"]  # type: ignore[return-value]
+    """This module's compiled kernel, or None where it can't be had here (see the module docstring)."""
+    return load_library(LEAKY, _SOURCE, build_flags, _bind_leaky)
 
 
 def native_kernels_error() -> str | None:
     """Why :func:`native_kernels` gave None (after it was called), else None."""
-    return _state.get("error")  # type: ignore[return-value]
+    return library_error(LEAKY)
 
 
 def loaded_library_path() -> Path | None:
-    """The file the kernels were loaded from (after :func:`native_kernels` succeeded), else None."""
-    return _state.get("path")  # type: ignore[return-value]
+    """The file the kernel was loaded from (after :func:`native_kernels` succeeded), else None."""
+    return _states.get(LEAKY, {}).get("path")  # type: ignore[return-value]
 
 
 def reset() -> None:
-    """Forget the loaded kernels (tests)."""
-    _state.clear()
+    """Forget every loaded library (tests)."""
+    _states.clear()
 
 
 def native_leaky_relu_grad(grad: Tensor, out: Tensor, slope: float) -> tuple[Tensor, Tensor] | None:

@@ -28,6 +28,7 @@ from .fused_mlp import compute_dtype, fused_trunk, trunk_input
 from .grid_field import GridField
 from .layers import make_mlp, output_heads
 from .mpi import composite_in, depths_tensor, plane_intersections, sample_planes
+from .sigmoid_tv import sigmoid_and_tv
 from .total_variation import total_variation
 
 Tensor = torch.Tensor
@@ -206,6 +207,11 @@ class NexModel(nn.Module):
     def k0_images(self) -> Tensor:
         """Base colour per layer after its sigmoid, [L, 3, H', W']."""
         return torch.sigmoid(self.k0)
+
+    def k0_images_and_tv(self) -> tuple[Tensor, Tensor]:
+        """(:meth:`k0_images`, :meth:`tv_loss` of them), with the gradient of both in one pass where the CPU
+        kernel applies (:mod:`.sigmoid_tv`)."""
+        return sigmoid_and_tv(self.k0)
 
     def basis_values(self, view_dirs: Tensor) -> Tensor:
         """H_n(v) for unit view directions [R, 3] in the reference frame -> [R, N]."""

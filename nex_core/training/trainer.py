@@ -95,12 +95,14 @@ class TrainingObjective(torch.nn.Module):
     def forward(self, origins: Tensor, dirs: Tensor, image_index: Tensor,
                 regularise: bool = True) -> tuple[Tensor, Tensor | float]:
         """(rgb, regulariser); the regulariser is 0.0 unless ``regularise`` (it is added once per step)."""
-        k0_images = self.model.k0_images()  # once per step: the render and the TV term share it
+        # Once per step: the render and the TV term share k0's sigmoid (and, on a CPU, one gradient pass).
+        with_tv = regularise and bool(self.tv_weight)
+        k0_images, tv = self.model.k0_images_and_tv() if with_tv else (self.model.k0_images(), None)
         rgb = self.appearance(self.model(origins, dirs, k0_images), image_index)
         reg: Tensor | float = 0.0
         if regularise:
-            if self.tv_weight:
-                reg = self.tv_weight * self.model.tv_loss(k0_images)
+            if tv is not None:
+                reg = self.tv_weight * tv
             field_tv = self.model.field_tv_loss() if self.grid_tv_weight else None
             if field_tv is not None:
                 reg = reg + self.grid_tv_weight * field_tv
