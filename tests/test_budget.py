@@ -295,3 +295,30 @@ def test_a_budget_spent_by_the_setup_trains_nothing_and_says_so(tmp_path):
     [warning] = [e["message"] for e in events_of(run, "warning")]
     assert "a budget of 0.05 min is too short here" in warning and "give more --minutes" in warning
     assert events_of(run, "budget")[0]["steps"] == 0
+
+
+def _fake_trainer(minutes: float, evals: int, eval_s: float | None, budget: bool = True):
+    from types import SimpleNamespace
+
+    length = SimpleNamespace(is_budget=budget, progress_at=lambda step: 0.0)
+    return SimpleNamespace(cfg=SimpleNamespace(train=SimpleNamespace(minutes=minutes, evals=evals, checkpoints=0)),
+                           length=length, step=0, eval_s=eval_s, preview_s=None, checkpoint_s=0.0,
+                           scene=SimpleNamespace(test_ids=[0, 8, 16]))
+
+
+def test_a_budget_run_makes_fewer_evaluations_where_they_would_take_over_their_share():
+    """At 1008 x 756 on a 2-core CPU an evaluation takes about 100 s: six of them were two thirds of a
+    15-minute budget. Now they take at most EVAL_SHARE of it (the final one always), and a step run keeps
+    train.evals."""
+    from nex_core.training.loop import EVAL_SHARE, checks_reserve, eval_count
+
+    assert eval_count(_fake_trainer(15.0, 6, 100.0)) == 1
+    assert eval_count(_fake_trainer(60.0, 6, 100.0)) == int(EVAL_SHARE * 3600 / 100.0) == 5
+    assert eval_count(_fake_trainer(60.0, 6, 1.0)) == 6  # cheap evaluations: all of them
+    assert eval_count(_fake_trainer(1.0, 6, 100.0, budget=False)) == 6  # a step run: as configured
+    assert eval_count(_fake_trainer(15.0, 0, 100.0)) == 0
+    trainer = _fake_trainer(60.0, 6, 100.0)
+    assert eval_count(trainer) == 5
+    trainer.eval_s = 20.0  # a faster evaluation later does not bring marks back
+    assert eval_count(trainer) == 5
+    assert checks_reserve(trainer) == 4 * 20.0  # the marks ahead of the capped count

@@ -26,6 +26,7 @@ import json
 import statistics
 import sys
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -134,11 +135,8 @@ def run_result(run_dir: Path) -> dict:
     evals = [e for e in events if e.get("kind") == "test_psnr" and e.get("test_psnr") is not None]
     if not evals:
         raise SystemExit(f"{run_dir}: no held-out evaluation in events.jsonl (was it trained with --no-eval?)")
-    cfg_text = (run_dir / "config.toml").read_text() if (run_dir / "config.toml").exists() else ""
-    minutes = None
-    for line in cfg_text.splitlines():
-        if line.strip().startswith("minutes"):
-            minutes = float(line.split("=", 1)[1])
+    config = run_dir / "config.toml"
+    minutes = tomllib.loads(config.read_text()).get("train", {}).get("minutes") if config.exists() else None
     last = evals[-1]
     return {"run": str(run_dir), "minutes": minutes, "step": last["step"], "test_psnr": last["test_psnr"],
             "elapsed_s": last.get("elapsed_s")}
@@ -152,9 +150,12 @@ def compare(baseline: dict, runs: list[dict]) -> str:
              "| ours, budget | steps | held-out PSNR | vs baseline's final | baseline minutes / ours |",
              "|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: r["minutes"] or 0.0):
-        reached = r["test_psnr"] >= final
-        ratio = f"{base_min / r['minutes']:.1f}x" if reached and r["minutes"] else "not reached"
-        lines.append(f"| {r['minutes']:g} min | {r['step']} | {r['test_psnr']:.2f} dB | "
+        budget = f"{r['minutes']:g} min" if r["minutes"] else "steps, no budget"
+        if not r["minutes"]:
+            ratio = "n/a (not a --minutes run)"
+        else:
+            ratio = f"{base_min / r['minutes']:.1f}x" if r["test_psnr"] >= final else "not reached"
+        lines.append(f"| {budget} | {r['step']} | {r['test_psnr']:.2f} dB | "
                      f"{r['test_psnr'] - final:+.2f} dB | {ratio} |")
     return "\n".join(lines)
 

@@ -105,7 +105,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"  # "auto" (bf16 autocast on CUDA and on CPUs with native bf16), "fp32", "bf16"
     log_every: int = 10  # steps between progress events
-    evals: int = 0  # held-out PSNR checks per run, at 1/evals, 2/evals, ... of it (0 or 1: only at the end)
+    evals: int = 0  # held-out PSNR checks per run, at 1/evals, 2/evals, ... of it (0 or 1: only at the end);
+    # a --minutes run makes fewer where they would take over 15 % of its budget (training/loop.py)
     eval_every: int = 0  # steps between held-out PSNR checks, besides those of evals (0: none)
     checkpoints: int = 0  # checkpoints per run, at 1/checkpoints, 2/checkpoints, ... of it (and at the end)
     checkpoint_every: int = 1000  # steps between checkpoints, besides those of checkpoints (0: none)

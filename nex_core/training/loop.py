@@ -71,13 +71,36 @@ def end_reserve(trainer: Any) -> float:
     return (trainer.checkpoint_s or 0.0) + eval_estimate(trainer)
 
 
+# A budget run's held-out evaluations (the final one included) take at most this share of its budget; fewer
+# are made where ``train.evals`` of them would take more (at 1008 x 756 on a 2-core CPU one takes 1-2 min).
+EVAL_SHARE = 0.15
+
+
+def eval_count(trainer: Any) -> int:
+    """The run's evaluation marks (``k / count`` of the run, and its end): ``train.evals``, or in a budget run
+    as many as fit in ``EVAL_SHARE`` of the budget at the estimated evaluation time (at least the final
+    one). It only ever decreases during a run; a mark counts when a step crosses it, so a smaller count never
+    brings an evaluation at once."""
+    t = trainer.cfg.train
+    length = getattr(trainer, "length", None)
+    count = t.evals
+    estimate = eval_estimate(trainer)
+    if length is not None and length.is_budget and count > 1 and estimate > 0:
+        count = max(1, min(count, int(EVAL_SHARE * 60.0 * t.minutes / estimate)))
+    cap = getattr(trainer, "eval_count_cap", None)
+    if cap is not None:
+        count = min(count, cap)
+    trainer.eval_count_cap = count
+    return count
+
+
 def checks_reserve(trainer: Any) -> float:
     """Seconds the evaluations and checkpoints still ahead at marks of the run (``train.evals``,
     ``train.checkpoints``) will take, each as its last one did."""
     t = trainer.cfg.train
     length = getattr(trainer, "length", None)
     progress = length.progress_at(trainer.step) if length is not None else 0.0
-    return (marks_ahead(progress, t.evals) * eval_estimate(trainer)
+    return (marks_ahead(progress, eval_count(trainer)) * eval_estimate(trainer)
             + marks_ahead(progress, t.checkpoints) * (trainer.checkpoint_s or 0.0))
 
 
@@ -178,7 +201,8 @@ def run_loop(trainer: Any) -> TrainResult:
         # A check at a mark is one of a fixed number (its time is in the budget's reserve, not the step
         # time); one every N steps costs in proportion to the steps, so it stays in the step time.
         checks_began = time.monotonic()
-        eval_mark, checkpoint_mark = crossed_mark(before, after, t.evals), crossed_mark(before, after, t.checkpoints)
+        eval_mark = crossed_mark(before, after, eval_count(trainer))
+        checkpoint_mark = crossed_mark(before, after, t.checkpoints)
         if (t.eval_every and trainer.step % t.eval_every == 0) or eval_mark:
             test_psnr = timed_test_psnr(trainer)
             if not trainer.should_stop():  # else stopped inside the render: the next step stops the run
