@@ -54,8 +54,8 @@ def held_out_psnr(trainer) -> tuple[float, list[float]]:
     s = trainer.scene
     model = NexModel(trainer.cfg.model, trainer.geom).to(trainer.device)
     load_into_nex(model, trainer.model)
-    values = [psnr(np.clip(img, 0.0, 1.0), s.images[i])
-              for i, img in zip(s.test_ids, render_views(model, trainer.ref_camera, [s.cameras[i] for i in s.test_ids]))]
+    renders = render_views(model, trainer.ref_camera, [s.cameras[i] for i in s.test_ids])
+    values = [psnr(np.clip(img, 0.0, 1.0), s.images[i]) for i, img in zip(s.test_ids, renders)]
     return float(np.mean(values)), [float(v) for v in values]
 
 

@@ -190,8 +190,10 @@ def _sparse_pixels(camera: Camera, across: int = 32) -> Tensor:
     w, h = camera.width, camera.height
     us = torch.arange(w, dtype=torch.float32) + 0.5
     vs = torch.arange(h, dtype=torch.float32) + 0.5
-    edges = torch.cat([torch.stack([us, torch.full_like(us, 0.5)], -1), torch.stack([us, torch.full_like(us, h - 0.5)], -1),
-                       torch.stack([torch.full_like(vs, 0.5), vs], -1), torch.stack([torch.full_like(vs, w - 0.5), vs], -1)])
+    edges = torch.cat([torch.stack([us, torch.full_like(us, 0.5)], -1),
+                       torch.stack([us, torch.full_like(us, h - 0.5)], -1),
+                       torch.stack([torch.full_like(vs, 0.5), vs], -1),
+                       torch.stack([torch.full_like(vs, w - 0.5), vs], -1)])
     stride = max(1, min(w, h) // across)
     v, u = torch.meshgrid(vs[::stride], us[::stride], indexing="ij")
     return torch.cat([edges, torch.stack([u.reshape(-1), v.reshape(-1)], -1)])
