@@ -15,6 +15,7 @@ fp32), :func:`sigmoid_and_tv` uses torch's operations (the same values; tests co
 from __future__ import annotations
 
 import ctypes
+import math
 import platform
 
 import torch
@@ -32,7 +33,7 @@ _SOURCE = r"""
 
 /* Images s [P, H, W] (P = layers * channels), fp32, contiguous. partial[p * H + h] = the row's sum of
    |s[h, w + 1] - s[h, w]| and, below the last row, of |s[h + 1, w] - s[h, w]|; the caller sums the
-   partials in a fixed order, so the value does not depend on the thread count. */
+   partials exactly, so the value does not depend on the thread count. */
 void nex_tv_rows(const float *restrict s, double *restrict partial, int64_t P, int64_t H, int64_t W) {
     #pragma omp parallel for schedule(static)
     for (int64_t ph = 0; ph < P * H; ph++) {
@@ -120,7 +121,8 @@ class _SigmoidTV(torch.autograd.Function):
         scale = 1.0 / (L * (H - 1) * (W - 1))
         ctx.save_for_backward(s)
         ctx.scale = scale
-        return s, (partial.sum() * scale).to(torch.float32)
+        # fsum: exact, so the value is the same bits whatever the thread count (torch's sum splits by threads)
+        return s, torch.tensor(math.fsum(partial.tolist()) * scale, dtype=torch.float32)
 
     @staticmethod
     def backward(ctx, g_s: Tensor | None, g_tv: Tensor | None) -> Tensor:
