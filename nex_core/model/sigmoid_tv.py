@@ -89,6 +89,7 @@ def target_flags(cpuinfo: str | None = None, machine: str | None = None) -> list
 
 
 def build_flags() -> list[str]:
+    """The compiler flags of this kernel's build here."""
     return [*_BASE_FLAGS, *target_flags()]
 
 
@@ -105,6 +106,7 @@ def native_sigmoid_tv() -> ctypes.CDLL | None:
 
 
 def kernel_error() -> str | None:
+    """Why :func:`native_sigmoid_tv` gave None (after it was called), else None."""
     return library_error(NAME)
 
 
