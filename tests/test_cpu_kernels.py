@@ -164,7 +164,7 @@ def test_the_build_target_is_a_fixed_level_never_native():
     assert cpu_kernels.target_flags(with_v4, "x86_64") == ["-march=x86-64-v4"]
     assert cpu_kernels.target_flags(avx2_only, "x86_64") is None  # no build: torch is faster there
     assert cpu_kernels.target_flags("", "aarch64") == []
-    assert not [f for f in cpu_kernels._BASE_FLAGS if "native" in f]
+    assert not [f for f in cpu_kernels.BASE_FLAGS if "native" in f]
 
 
 def test_no_build_where_the_kernel_would_not_be_used(monkeypatch, tmp_path):

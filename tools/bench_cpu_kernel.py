@@ -100,7 +100,7 @@ def main() -> None:
         print(f"  {name:32s} {med * 1e3:8.3f} ms   {med / ref:6.3f} x torch's time")
     if args.inline:
         start = time.perf_counter()
-        build(cpu_kernels._SOURCE, cpu_kernels.build_flags()[4:], folder, "timed")
+        build(cpu_kernels._SOURCE, cpu_kernels.build_flags()[len(cpu_kernels.BASE_FLAGS):], folder, "timed")
         cc_s = time.perf_counter() - start
         inline_s = time_inline_build(folder / "inline")
         result.update(cc_build_s=cc_s, load_inline_build_s=inline_s)

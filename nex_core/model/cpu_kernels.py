@@ -105,7 +105,7 @@ int nex_leaky_relu_grad_sums(const uint16_t *restrict grad, const uint16_t *rest
 
 MAX_COLUMNS = 4096
 BLOCK_ROWS = 512  # must match the C source
-_BASE_FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC"]
+BASE_FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC"]  # every kernel's, before its target
 # x86-64-v3: AVX2, FMA, BMI and what v2 has (memory-bound kernels are built for it, see sigmoid_tv.py).
 X86_64_V3 = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave",
              "cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"}
@@ -146,12 +146,19 @@ def compiler_version(compiler: str) -> str:
     return lines[0]
 
 
+def x86_flags(cpuinfo: str | None = None, machine: str | None = None) -> set[str] | None:
+    """This CPU's feature flags (from ``cpuinfo``, default /proc/cpuinfo) on x86-64, None on other machines."""
+    if (machine or platform.machine()) not in ("x86_64", "AMD64"):
+        return None
+    return set(first_processor_fields(cpuinfo).get("flags", "").split())
+
+
 def target_flags(cpuinfo: str | None = None, machine: str | None = None) -> list[str] | None:
     """The fixed instruction-set target to build for, or None where the kernel would not beat torch's:
     ``-march=x86-64-v4`` on x86-64 CPUs that have all of it, the compiler's default target elsewhere."""
-    if (machine or platform.machine()) not in ("x86_64", "AMD64"):
+    flags = x86_flags(cpuinfo, machine)
+    if flags is None:
         return []
-    flags = set(first_processor_fields(cpuinfo).get("flags", "").split())
     return ["-march=x86-64-v4"] if X86_64_V4 <= flags else None
 
 
@@ -160,7 +167,7 @@ def build_flags() -> list[str]:
     target = target_flags()
     if target is None:
         raise OSError("this CPU has no AVX-512 (x86-64-v4): torch's operations are faster than the kernel here")
-    return [*_BASE_FLAGS, *target]
+    return [*BASE_FLAGS, *target]
 
 
 def library_path(compiler: str, flags: list[str] | None = None, folder: Path | None = None,

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import ctypes
 import math
-import platform
 
 import torch
 
-from .cpu_kernels import _BASE_FLAGS, X86_64_V3, library_error, load_library
-from .cpuinfo import first_processor_fields
-from .total_variation import total_variation
+from .cpu_kernels import BASE_FLAGS, X86_64_V3, library_error, load_library, x86_flags
+from .total_variation import total_variation, tv_scale
 
 Tensor = torch.Tensor
 NAME = "sigmoid_tv"
@@ -79,18 +77,17 @@ void nex_sigmoid_tv_backward(const float *restrict s, const float *restrict gs, 
 }
 """
 
+
 def target_flags(cpuinfo: str | None = None, machine: str | None = None) -> list[str]:
     """``-march=x86-64-v3`` on x86-64 CPUs that have all of it, else the compiler's default target (a fixed
     level, never ``-march=native``: a build kept in a shared home folder runs on any CPU of that level)."""
-    if (machine or platform.machine()) not in ("x86_64", "AMD64"):
-        return []
-    flags = set(first_processor_fields(cpuinfo).get("flags", "").split())
-    return ["-march=x86-64-v3"] if X86_64_V3 <= flags else []
+    flags = x86_flags(cpuinfo, machine)
+    return ["-march=x86-64-v3"] if flags is not None and X86_64_V3 <= flags else []
 
 
 def build_flags() -> list[str]:
     """The compiler flags of this kernel's build here."""
-    return [*_BASE_FLAGS, *target_flags()]
+    return [*BASE_FLAGS, *target_flags()]
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -120,7 +117,7 @@ class _SigmoidTV(torch.autograd.Function):
         s = torch.sigmoid(x)
         partial = torch.empty(L * C * H, dtype=torch.float64)
         lib.nex_tv_rows(s.data_ptr(), partial.data_ptr(), L * C, H, W)
-        scale = 1.0 / (L * (H - 1) * (W - 1))
+        scale = tv_scale(x.shape)
         ctx.save_for_backward(s)
         ctx.scale = scale
         # fsum: exact, so the value is the same bits whatever the thread count (torch's sum splits by threads)

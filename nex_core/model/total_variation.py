@@ -14,19 +14,24 @@ def total_variation_reference(images: Tensor) -> Tensor:
     return ((dy + dx) / ((images.shape[2] - 1) * (images.shape[3] - 1))).mean()
 
 
+def tv_scale(shape: torch.Size | tuple[int, ...]) -> float:
+    """The reference's normaliser of summed absolute differences of images [L, C, H, W]: 1 / (L (H-1)(W-1))."""
+    L, _, H, W = shape
+    return 1.0 / (L * (H - 1) * (W - 1))
+
+
 class _TotalVariation(torch.autograd.Function):
     """:func:`total_variation_reference` in fewer passes over the images: the differences' L1 norms
     without temporaries, and their signs (the gradient) kept from the forward."""
 
     @staticmethod
     def forward(ctx, images: Tensor) -> Tensor:
-        L, _, H, W = images.shape
         dy = images[:, :, 1:, :] - images[:, :, :-1, :]
         dx = images[:, :, :, 1:] - images[:, :, :, :-1]
         dims = (1, 2, 3)
         total = torch.linalg.vector_norm(dy, 1, dims) + torch.linalg.vector_norm(dx, 1, dims)
         ctx.save_for_backward(dy.sign_(), dx.sign_())
-        ctx.scale = 1.0 / (L * (H - 1) * (W - 1))
+        ctx.scale = tv_scale(images.shape)
         return total.sum() * ctx.scale
 
     @staticmethod

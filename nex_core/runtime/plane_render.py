@@ -212,11 +212,7 @@ def evaluated_texels(geom: MPIGeometry, sublayers: int, ref: Camera, cameras: li
         views.append(_View(cam, origin, slopes, ahead, empty, empty, empty))
     total = 0
     for j in range(geom.n_planes):
-        sub = j % sublayers
-        box = None
-        for view in views:
-            _, _, valid_box, all_box = view.hits(geom, geom.depths[j])
-            box = _union(box, all_box if sub == 0 else valid_box)
+        box = _plane_box([view.hits(geom, geom.depths[j]) for view in views], first_sublayer=j % sublayers == 0)
         if box is not None:
             total += (box[1] - box[0]) * (box[3] - box[2])
     return total
@@ -235,6 +231,17 @@ def _union(a: tuple | None, b: tuple | None) -> tuple | None:
     if a is None or b is None:
         return a or b
     return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+def _plane_box(hits: list[tuple], first_sublayer: bool) -> tuple | None:
+    """The texels of one plane that F_theta is evaluated at, from every view's :meth:`_View.hits`: where the
+    views read it. Every sublayer of a layer reads its coefficients where the ray meets the layer's first
+    plane, also off the MPI (the network extrapolates there; the texture is clamped to its edge), so that
+    plane's box covers all the rays, clamped onto the MPI."""
+    box = None
+    for _, _, valid_box, all_box in hits:
+        box = _union(box, all_box if first_sublayer else valid_box)
+    return box
 
 
 def _evaluate_box(model: NexModel, plane: int, grid: Tensor, box: tuple, chunk: int, alpha_tex: Tensor,
@@ -279,11 +286,7 @@ def _render_pass(model: NexModel, ref: Camera, cameras: list[Camera], chunk: int
             raise RenderStopped(f"stopped at plane {j + 1} of {geom.n_planes}")
         layer, sub = divmod(j, S)
         hits = [v.hits(geom, geom.depths[j]) for v in views]
-        box = None
-        for _, _, valid_box, all_box in hits:
-            # Every sublayer of a layer reads its coefficients where the ray meets the first plane, also off
-            # the MPI (the network extrapolates there; the texture is clamped to its edge).
-            box = _union(box, all_box if sub == 0 else valid_box)
+        box = _plane_box(hits, first_sublayer=sub == 0)
         if box is None:
             continue
         _evaluate_box(model, j, grid, box, chunk, alpha_tex, coeff_tex if sub == 0 else None)
