@@ -51,6 +51,14 @@ def test_panels_draw_in_every_state(scene, addon, bpy_module):
     ui.NEX_PT_main.draw(panel, bpy.context)
     assert "'minutes'" in _labels(panel.layout)
     scene.nex.minutes = 0.0
+    assert scene.nex.network == "AUTO" and scene.nex.field_flag() is None  # the preset's choice
+    for network, flag, summary in (("MLP", "mlp", ", MLP network"), ("GRID", "grid", ", grid network")):
+        scene.nex.network = network
+        assert scene.nex.field_flag() == flag and scene.nex.effective_summary().endswith(summary)
+    # A .blend stores the number: files saved before Automatic existed hold MLP as 0 and Grid as 1.
+    numbers = {item.identifier: item.value for item in scene.nex.bl_rna.properties["network"].enum_items}
+    assert numbers == {"AUTO": 2, "MLP": 0, "GRID": 1}
+    scene.nex.network = "AUTO"
     panel = _Panel(ui.NEX_PT_dataset)
     ui.NEX_PT_dataset.draw(panel, bpy.context)
     assert "render_dataset" in _labels(panel.layout)

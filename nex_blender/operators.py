@@ -111,7 +111,7 @@ class NEX_OT_train(_WhenIdle, bpy.types.Operator):
                                "another run folder")
         spec = _jobs().TrainJob(scene_dir, run_dir, preset=s.preset, layers=s.layers, sublayers=s.sublayers,
                                 width=s.width, steps=0 if s.minutes > 0 else s.steps, minutes=s.minutes,
-                                field="grid" if s.network == "GRID" else None, evaluate=s.evaluate)
+                                field=s.field_flag(), evaluate=s.evaluate)
         run_dir.mkdir(parents=True, exist_ok=True)
         s.run_dir = str(run_dir)
         return _start_job(self, context, spec)

@@ -14,6 +14,8 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, P
                        StringProperty)
 from bpy.types import PropertyGroup, Scene
 
+NETWORK_SUMMARY = {"AUTO": "", "MLP": ", MLP network", "GRID": ", grid network"}
+
 PRESET_ITEMS = (
     ("tiny", "Tiny", "4 x 2 planes, 150 steps at 80 px: seconds on a CPU (a quick check)"),
     ("fast", "Fast", "8 x 4 planes, 1200 steps: minutes on a CPU"),
@@ -70,10 +72,15 @@ class NEX_PG_settings(PropertyGroup):
                            description="Train for this many minutes instead of a number of steps: the steps "
                                        "follow from the measured step time, and the schedule from the fraction "
                                        "of the time used (0: Steps decides; nex train --minutes)")
-    network: EnumProperty(name="Network", default="MLP", items=[
-        ("MLP", "MLP (NeX)", "The paper's coefficient network: positional encoding + MLP"),
-        ("GRID", "Grid (faster)", "Per-plane feature grids + a small MLP: several times faster to train, "
-                                  "same outputs, bake and import (nex train --field grid)")],
+    # Explicit numbers: a .blend stores the number, and files saved before Automatic existed hold 0 or 1.
+    network: EnumProperty(name="Network", default="AUTO", items=[
+        ("AUTO", "Automatic", "The preset's: Fast takes the network that reaches the better result in the "
+                              "same time on this computer (the MLP with a GPU or a CPU with native bf16, else "
+                              "the grid), Paper the MLP", 2),
+        ("MLP", "MLP (NeX)", "The paper's coefficient network: positional encoding + MLP "
+                             "(nex train --field mlp)", 0),
+        ("GRID", "Grid", "Per-plane feature grids + a small MLP: several times fewer operations a step, "
+                         "same outputs, bake and import (nex train --field grid)", 1)],
         description="Form of the network that predicts each plane's alpha and colour coefficients")
     evaluate: BoolProperty(name="Evaluate", default=False,
                            description="Score the held-out views (PSNR, SSIM, LPIPS) after training")
@@ -103,6 +110,10 @@ class NEX_PG_settings(PropertyGroup):
         scene = self.resolved_scene_dir()
         return scene / "nex_runs" / self.preset if scene is not None else None
 
+    def field_flag(self) -> str | None:
+        """``nex train --field``'s value for the Network menu (None: the preset's choice)."""
+        return None if self.network == "AUTO" else self.network.lower()
+
     def effective_summary(self) -> str:
         """What Train will use: the preset's settings with this panel's overrides applied."""
         from . import _core
@@ -114,7 +125,7 @@ class NEX_PG_settings(PropertyGroup):
         length = f"{self.minutes:g} min" if self.minutes > 0 else f"{self.steps or cfg.train.steps} steps"
         return (f"{layers} x {sublayers} = {layers * sublayers} planes, {length}, "
                 f"{f'{width} px wide' if width else 'full size'}"
-                f"{', grid network' if self.network == 'GRID' else ''}")
+                f"{NETWORK_SUMMARY[self.network]}")
 
     def resolved_baked_dir(self) -> Path | None:
         baked = _path(self.baked_dir)

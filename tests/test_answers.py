@@ -102,6 +102,13 @@ def test_doctor_json_reports_this_python(capsys):
 
     assert report.package("torch").version.split("+")[0] == torch.__version__.split("+")[0]
     assert report.cuda == torch.cuda.is_available() and (report.device == "CPU") == (not report.cuda)
+    from nex_core.runtime.device import preferred_field, resolve_device
+
+    assert report.network == preferred_field(resolve_device("auto"), "auto") and report.network in ("mlp", "grid")
+    assert f"network {report.network}" in report.summary()
+    older = report.to_dict()
+    del older["network"]  # an answer from before the field was reported
+    assert DoctorReport.decode(json.dumps(older)).network == ""
     assert {p.name for p in report.packages} >= {"torch", "numpy", "pillow", "rich", "pycolmap"}
 
 
@@ -115,7 +122,7 @@ def test_doctor_reports_missing_packages_as_data(monkeypatch, capsys):
     assert not report.ok and report.missing == ["torch", "nex-no-such-package"]
     missing = report.package("nex-no-such-package")
     assert missing.version is None and missing.error.startswith("ModuleNotFoundError")
-    assert not report.package("nex-no-such-extra").present and not report.cuda
+    assert not report.package("nex-no-such-extra").present and not report.cuda and report.network == ""
     assert report.summary().endswith("torch MISSING, also missing: nex-no-such-package")
 
 

@@ -59,6 +59,8 @@ def test_throttle_says_yes_once_per_interval():
 
 def test_train_printer_plain_lines(capsys):
     printer = TrainPrinter()
+    printer({"phase": "setup", "kind": "start", "device": "cpu", "field": "grid", "field_auto": True})
+    printer({"phase": "setup", "kind": "start", "device": "cpu", "field": "mlp", "field_auto": False})  # given
     printer({"phase": "train", "kind": "start", "step": 0, "steps": 20, "n_train": 21, "n_test": 3, "planes": 8})
     progress = {"phase": "train", "kind": "progress", "steps": 20, "loss": 0.5, "psnr": 12.0, "rays_per_s": 2500}
     for step in (5, 10, 20):  # the first line, one throttled away, the last one forced
@@ -66,6 +68,7 @@ def test_train_printer_plain_lines(capsys):
     printer({"phase": "train", "kind": "warning", "message": "out of memory [split 2x]"})
     printer({"phase": "cancelled", "kind": "cancelled", "step": 20})
     err = capsys.readouterr().err
+    assert "network: grid, chosen for this CPU (--field mlp for the other)" in err and "network: mlp" not in err
     assert "training: 21 views (3 held out), 8 planes, 20 steps" in err
     assert "step 5/20  loss 0.5000  PSNR 12.00  2.5k rays/s" in err and "step 10/20" not in err
     assert "step 20/20" in err and "warning: out of memory [split 2x]" in err  # brackets print as they are

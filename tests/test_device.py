@@ -44,6 +44,22 @@ def test_cpu_autocast_follows_the_precision_setting(monkeypatch, prefers, precis
     assert render_autocast_dtype(precision, cpu) is None  # CPU renders stay fp32 whatever training uses
 
 
+@pytest.mark.parametrize("native_bf16,device,precision,want", [
+    (False, "cpu", "auto", "grid"),  # no bf16 path: the MLP trains in fp32 and the grid makes ~5x its steps
+    (True, "cpu", "auto", "mlp"), (True, "cpu", "bf16", "mlp"),
+    (True, "cpu", "fp32", "grid"),  # bf16 turned off: the MLP runs in fp32 as on a CPU without it
+    (False, "cuda", "auto", "mlp"), (False, "cuda", "fp32", "mlp")])
+def test_auto_field_is_the_grid_where_the_mlp_has_no_bf16_path(monkeypatch, native_bf16, device, precision, want):
+    monkeypatch.setattr(device_mod, "cpu_prefers_bf16", lambda cpuinfo=None: native_bf16)
+    assert device_mod.preferred_field(torch.device(device), precision) == want
+    cfg = config_mod.preset("fast")
+    cfg.train.precision = precision
+    assert cfg.model.field == "auto"
+    assert device_mod.resolve_field(cfg, torch.device(device)) == want and cfg.model.field == want
+    assert device_mod.resolve_field(cfg, torch.device(device)) is None  # a given field stays
+    config_mod.validate(cfg)
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

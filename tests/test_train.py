@@ -1,6 +1,7 @@
 """Training end to end on the shipped scene with the `tiny` preset: learning, resume, run directory,
 events, checkpoints, evaluation and the CLI."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,23 @@ def test_config_toml_round_trip(tmp_path):
     (tmp_path / "bad.toml").write_text("[model]\nlayerz = 3\n")
     with pytest.raises(ConfigError, match="layerz"):
         config_mod.load(tmp_path / "bad.toml")
+
+
+def test_an_automatic_field_is_resolved_and_recorded_before_training(monkeypatch, tmp_path):
+    from nex_core.model.nex_model import NexModel
+    from nex_core.runtime import device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_prefers_bf16", lambda cpuinfo=None: False)
+    cfg = tiny_config(steps=2)
+    cfg.model.field = "auto"
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.model.cfg.field == "grid" and hasattr(trainer.model, "grid_field")
+    assert config_mod.load(tmp_path / "run" / "config.toml").model.field == "grid"
+    start = [e for e in read_events(tmp_path / "run" / "events.jsonl")
+             if e["kind"] == "start" and e["phase"] == "setup"][0]
+    assert start["field"] == "grid" and start["field_auto"] is True
+    with pytest.raises(ValueError, match="resolved field"):  # a model is never built from "auto"
+        NexModel(dataclasses.replace(cfg.model, field="auto"), trainer.geom)
 
 
 def test_grid_field_learns(tmp_path):

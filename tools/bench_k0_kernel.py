@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scene", type=Path, help="scene folder (default: synthetic 1008x756 views)")
     p.add_argument("--preset", default="fast")
+    p.add_argument("--field", default="mlp", choices=("mlp", "grid", "auto"),
+                   help="F_theta's form (default mlp, as the documented figures; auto: the preset's choice here)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--steps", type=int, default=4, help="timed steps per trainer and round (default 4)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         for on in (True, False):
             use_kernel(on)
             cfg = config_mod.preset(args.preset)
-            cfg.data.scene, cfg.train.device = str(scene), "cpu"
+            cfg.data.scene, cfg.train.device, cfg.model.field = str(scene), "cpu", args.field
             trainers[on] = Trainer(cfg, Path(tmp) / f"run-{on}")
             for _ in range(2):  # warm-up
                 trainers[on].train_step()

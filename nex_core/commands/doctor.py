@@ -68,6 +68,16 @@ def torch_device() -> tuple[bool, str]:
     return False, "CPU"
 
 
+def automatic_network() -> str:
+    """The field ``model.field = "auto"`` (the fast preset's) trains here on the auto device ("": no torch)."""
+    try:
+        from ..runtime.device import preferred_field, resolve_device
+
+        return preferred_field(resolve_device("auto"), "auto")
+    except Exception:  # torch missing or broken: already in the package list
+        return ""
+
+
 def examine():
     """The :class:`DoctorReport` of this Python."""
     import nex_core
@@ -79,7 +89,7 @@ def examine():
     return DoctorReport(python=sys.version.split()[0], executable=sys.executable,
                         nex_core=getattr(nex_core, "__version__", "?"),
                         nex_core_path=str(Path(nex_core.__file__).resolve().parent), packages=packages,
-                        cuda=cuda, device=device)
+                        cuda=cuda, device=device, network=automatic_network() if packages[0].present else "")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -94,5 +104,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         state = p.version if p.present else f"MISSING ({p.error})"
         print(f"  {p.name:15s} {state}  [{kind}: {p.needed_for}]")
     print(f"device: {f'CUDA, {report.device}' if report.cuda else 'CPU (no CUDA)'}")
+    if report.network:
+        print(f"network: {report.network} (what --field auto, the fast preset's, trains on this machine)")
     print("ok" if report.ok else f"missing: {', '.join(report.missing)}: pip install them, or the project")
     return 0 if report.ok else 1

@@ -27,8 +27,9 @@ TRAIN_OVERRIDES = {
     "hidden": ("model.hidden", int, "width of the coefficient MLP"),
     "basis": ("model.basis", str, "view basis: learned, sh (spherical harmonics) or fourier"),
     "basis_out": ("model.basis_out", int, "number of basis functions N"),
-    "field": ("model.field", str, "form of F_theta: mlp (the reference's) or grid (opt-in: feature grids "
-                                  "+ small MLP, several times fewer operations per step)"),
+    "field": ("model.field", str, "form of F_theta: mlp (the reference's), grid (feature grids + a small MLP, "
+                                  "several times fewer operations a step) or auto (fast's default: the one "
+                                  "that trains better in the same time on this machine)"),
     "compositing": ("model.compositing", str, "where the planes are composited: linear (the default: in linear "
                                               "light, as Blender and engines blend the baked textures) or srgb "
                                               "(the reference's: the encoded values)"),
@@ -106,7 +107,11 @@ class TrainPrinter(EventPrinter):
         if self.quiet:
             return
         kind, phase = event.get("kind"), event.get("phase")
-        if kind == "start" and phase == "train":
+        if kind == "start" and phase == "setup" and event.get("field_auto"):
+            machine = "GPU" if str(event.get("device", "")).startswith("cuda") else "CPU"
+            other = "mlp" if event["field"] == "grid" else "grid"
+            self.say(f"network: {event['field']}, chosen for this {machine} (--field {other} for the other)")
+        elif kind == "start" and phase == "train":
             self._start(event)
         elif kind == "progress" and phase == "train":
             self._advance(event)

@@ -79,7 +79,7 @@ RULES: dict[str, Rule] = {
     "model.basis_hidden": Rule(1, 4096),
     "model.basis_mlp_layers": Rule(0, 64),
     "model.basis_order": Rule(0, 20),
-    "model.field": Rule(choices=("mlp", "grid")),
+    "model.field": Rule(choices=("mlp", "grid", "auto")),
     "model.compositing": Rule(choices=("srgb", "linear")),
     "model.grid_levels": Rule(1, 32),
     "model.grid_features": Rule(1, 256),

@@ -97,7 +97,7 @@ class TrainJob(_TrainingJob):
     width: int = 0
     steps: int = 0
     minutes: float = 0.0  # a time budget instead of steps (the two exclude each other)
-    field: str | None = None  # "mlp" or "grid"; None: the preset's
+    field: str | None = None  # "mlp", "grid" or "auto"; None: the preset's
     evaluate: bool = True  # score the held-out views at the end
     kind: ClassVar[str] = "train"
 

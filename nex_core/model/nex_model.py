@@ -137,6 +137,9 @@ class NexModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, geom: MPIGeometry):
         super().__init__()
+        if cfg.field not in ("mlp", "grid"):
+            raise ValueError(f"model.field {cfg.field!r}: build the model with a resolved field, mlp or grid "
+                             "(runtime.device.resolve_field chooses one for 'auto')")
         if geom.n_planes != cfg.layers * cfg.sublayers:
             raise ValueError(f"geometry has {geom.n_planes} planes, config wants {cfg.layers}x{cfg.sublayers}")
         self.cfg, self.geom = cfg, geom

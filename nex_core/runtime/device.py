@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..io.config import RunConfig
 from ..io.errors import ConfigError
 from ..model.cpuinfo import first_processor_fields
 
@@ -62,6 +63,29 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or cpu_prefers_bf16():
         return torch.bfloat16
     return None
+
+
+def preferred_field(device: torch.device, precision: str, cpuinfo: str | None = None) -> str:
+    """The form of F_theta that ``model.field = "auto"`` trains on this machine: "mlp" where its products run
+    in bf16 (CUDA, and CPUs where :func:`cpu_prefers_bf16` with ``precision`` auto or bf16), else "grid".
+
+    Measured on the suite at equal time (docs/benchmarks.md): on a CPU without native bf16 the grid field
+    makes about 5x the MLP's steps and ends higher on every scene; with AMX the MLP makes two thirds of the
+    grid's steps and ends level or higher. On CUDA the MLP is the reference's choice (not measured here).
+    """
+    if device.type == "cuda":
+        return "mlp"
+    return "mlp" if precision != "fp32" and cpu_prefers_bf16(cpuinfo) else "grid"
+
+
+def resolve_field(cfg: RunConfig, device: torch.device) -> str | None:
+    """Replace ``model.field = "auto"`` in ``cfg`` by :func:`preferred_field`'s choice, so the
+    run's config.toml, checkpoints and bake record the network actually trained; returns the choice, or
+    None when the field was given."""
+    if cfg.model.field != "auto":
+        return None
+    cfg.model.field = preferred_field(device, cfg.train.precision)
+    return cfg.model.field
 
 
 def render_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

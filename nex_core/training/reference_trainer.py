@@ -254,8 +254,8 @@ def reference_settings(cfg: RunConfig, sigmoid_offset: float = REFERENCE_SIGMOID
     sigmoid(logit - 5) whatever the plane count (``sigmoid_offset``; < 0: nex_core's automatic offset),
     rays from one image per step, k0 at 10x the MLP rate, the basis MLP at the MLP rate (the reference's
     name-based parameter grouping puts G_phi with F_theta), the rates decayed every third of the steps, the
-    planes composited in sRGB values."""
-    m = replace(cfg.model, sigmoid_offset=sigmoid_offset, compositing="srgb")
+    planes composited in sRGB values, F_theta an MLP."""
+    m = replace(cfg.model, sigmoid_offset=sigmoid_offset, compositing="srgb", field="mlp")
     t = replace(cfg.train, images_per_step=1, lr_k0=10.0 * cfg.train.lr, lr_basis=cfg.train.lr,
                 decay_at=[1 / 3, 2 / 3])
     return replace(cfg, model=m, train=t)

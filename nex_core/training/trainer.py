@@ -30,7 +30,8 @@ from ..model.mpi import CameraBatch, rays_in_reference_frame
 from ..model.nex_model import NexModel
 from ..runtime.checkpoint import (checkpoint_dir, fingerprint, list_checkpoints, load_checkpoint,
                                   remove_partial_checkpoints, save_checkpoint)
-from ..runtime.device import autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device
+from ..runtime.device import (autocast_dtype, is_out_of_memory, render_autocast_dtype, resolve_device,
+                              resolve_field)
 from ..runtime.memory_plan import plan_training_memory
 from ..runtime.plane_render import RenderStopped, render_views
 from ..runtime.render import render_image
@@ -134,6 +135,7 @@ class Trainer:
         self.dist = DistInfo.from_env()
         self.device = rank_device(self.dist, resolve_device(cfg.train.device))
         init_distributed(self.dist, self.device)
+        chosen_field = resolve_field(cfg, self.device)  # before config.toml is written: it records the choice
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         # Only rank 0 writes to the run directory; the other ranks' events go nowhere.
@@ -146,7 +148,7 @@ class Trainer:
         # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; bf16 and fp32 don't.
         self.grad_scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.events.emit("setup", "start", device=str(self.device), preset=cfg.preset,
-                         world_size=self.dist.world_size)
+                         world_size=self.dist.world_size, field=cfg.model.field, field_auto=chosen_field is not None)
         self.scene = load_scene_for(cfg)
         self.geom = build_geometry(self.scene, cfg)
         torch.manual_seed(cfg.train.seed)

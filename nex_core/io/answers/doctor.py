@@ -45,6 +45,7 @@ class DoctorReport:
     packages: list[PackageStatus] = field(default_factory=list)
     cuda: bool = False
     device: str = "CPU"
+    network: str = ""  # what the fast preset's automatic field trains here: "mlp" or "grid" ("": unknown)
 
     @property
     def missing(self) -> list[str]:
@@ -65,6 +66,8 @@ class DoctorReport:
         if torch is not None and torch.present:
             parts.append(f"torch {torch.version}")
             parts.append(f"CUDA: {self.device}" if self.cuda else "no CUDA (CPU only)")
+            if self.network:
+                parts.append(f"network {self.network}")
         else:
             parts.append("torch MISSING")
         others = [name for name in self.missing if name != "torch"]
@@ -94,7 +97,7 @@ class DoctorReport:
             packages = [PackageStatus(**p) for p in raw["packages"]]
             return cls(python=str(raw["python"]), executable=str(raw["executable"]), nex_core=str(raw["nex_core"]),
                        nex_core_path=str(raw["nex_core_path"]), packages=packages, cuda=bool(raw["cuda"]),
-                       device=str(raw["device"]))
+                       device=str(raw["device"]), network=str(raw.get("network", "")))
         except (KeyError, TypeError) as exc:
             raise FormatError(f"the doctor's answer is incomplete or malformed ({type(exc).__name__}: "
                               f"{exc})") from None
