@@ -145,8 +145,8 @@ def _fast() -> RunConfig:
     third, which leaves the last two thirds of a short run at rates too small to move (higher held-out PSNR
     in the same time on two scenes; the sweep is in docs/benchmarks.md). Evaluations and checkpoints are
     six a run, so more steps or minutes add training, not checks. F_theta's form follows the machine
-    (``field = "auto"``): the MLP where its products run in bf16, the grid field elsewhere, which on a CPU
-    without native bf16 makes about 5x the MLP's steps and ends higher on every suite scene."""
+    (``field = "auto"``): the MLP where its products run in bf16, the grid field elsewhere (it ends higher
+    there on every suite scene in the same time; docs/benchmarks.md)."""
     return RunConfig(
         preset="fast",
         data=DataConfig(),

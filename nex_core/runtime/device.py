@@ -69,9 +69,9 @@ def preferred_field(device: torch.device, precision: str, cpuinfo: str | None = 
     """The form of F_theta that ``model.field = "auto"`` trains on this machine: "mlp" where its products run
     in bf16 (CUDA, and CPUs where :func:`cpu_prefers_bf16` with ``precision`` auto or bf16), else "grid".
 
-    Measured on the suite at equal time (docs/benchmarks.md): on a CPU without native bf16 the grid field
-    makes about 5x the MLP's steps and ends higher on every scene; with AMX the MLP makes two thirds of the
-    grid's steps and ends level or higher. On CUDA the MLP is the reference's choice (not measured here).
+    Decided on the scene suite at equal time (docs/benchmarks.md): without a bf16 path the MLP trains in fp32
+    and the grid field, with several times its steps, ends higher on every scene; with one the MLP's steps
+    come close to the grid's and it ends level or higher. On CUDA the MLP is the reference's choice.
     """
     if device.type == "cuda":
         return "mlp"
