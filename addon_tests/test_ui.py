@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from unittest import mock
 
+import pytest
+
 from addon_helpers import ADDON_MODULE
 
 
@@ -23,6 +25,7 @@ def _labels(layout) -> str:
     return " ".join(str(c) for c in layout.mock_calls)
 
 
+@pytest.mark.smoke  # torch-free; checks the stored enum numbers in the LTS Blenders too
 def test_panels_draw_in_every_state(scene, addon, bpy_module):
     bpy = bpy_module
     ui = addon.ui
