@@ -2,6 +2,7 @@
 the curve of a longer one, device, precision and intervals change and are recorded, flags that would change
 the model or its data are refused by name; and the Ctrl-C handlers go back when training ends."""
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def test_extending_past_a_decay_point_follows_the_new_total_and_warns(tmp_path):
     (["--lr", "0.01"], "--lr (train.lr"),
     (["--rays", "300", "--no-invz"], "--invz/--no-invz (data.invz 'auto' -> 'false'), --rays (train.rays 600 -> 300)"),
     (["--width", "60"], "--width (data.width 80 -> 60)"),
+    (["--field", "grid"], "--field (model.field 'mlp' -> 'grid')"),
 ])
 def test_flags_that_change_the_model_or_data_are_refused(finished_run, capsys, flags, named):
     before = run_bytes(finished_run)
@@ -89,6 +91,14 @@ def test_flags_that_change_the_model_or_data_are_refused(finished_run, capsys, f
     err = capsys.readouterr().err
     assert named in err and "another --out" in err and "--steps" in err, err
     assert run_bytes(finished_run) == before  # neither config.toml nor a checkpoint was touched
+
+
+def test_field_auto_on_resume_keeps_the_network_the_run_chose(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    assert main(["train", "--resume", str(run), "--steps", "8", "--field", "auto", *QUIET]) == 0
+    assert config_mod.load(run / "config.toml").model.field == "mlp"
+    assert events_of(run, "done")[-1]["step"] == 8
 
 
 def test_another_scene_config_preset_or_out_on_resume_are_refused(finished_run, tmp_path, capsys):

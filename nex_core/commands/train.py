@@ -228,7 +228,8 @@ def check_run_folder(run_dir: Path) -> None:
 def resume_config(args: argparse.Namespace, run_dir: Path) -> config_mod.RunConfig:
     """The config a resume trains with: the run's config.toml with the flags given applied. Once the run
     has a checkpoint, flags that would change the model or its data (outside ``config.RESUMABLE``) are
-    refused, naming them; --config, --preset and another --out are refused always (the run has its own)."""
+    refused, naming them; --config, --preset and another --out are refused always (the run has its own).
+    ``--field auto`` keeps the network the run chose when it started."""
     from ..runtime.checkpoint import list_checkpoints
 
     path = RunFiles(run_dir).config
@@ -243,6 +244,8 @@ def resume_config(args: argparse.Namespace, run_dir: Path) -> config_mod.RunConf
                           f"{' and '.join(extra)}, or start a new run without --resume")
     trained = config_mod.load(path)
     overrides = flag_overrides(args)
+    if overrides.get("model.field") == "auto":
+        overrides["model.field"] = None  # the run chose its network when it started; a resume keeps it
     if args.scene:
         overrides["data.scene"] = str(Path(args.scene).resolve())
     cfg = config_mod.apply_overrides(trained, overrides)
