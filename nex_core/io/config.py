@@ -17,12 +17,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config_ranges import check_ranges
+from .config_ranges import FIELDS, check_ranges
 from .errors import ConfigError
 
 CONFIG_VERSION = 1
 COMPOSITING = ("srgb", "linear")
-FIELDS = ("mlp", "grid", "auto")  # forms of F_theta; "auto" is resolved when training starts
 MIN_MINUTES = 0.05  # the shortest time budget: 3 s, enough to time a few steps of the tiny preset
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+TRAINED_FIELDS = ("mlp", "grid")  # the forms of F_theta a model is built with
+FIELDS = (*TRAINED_FIELDS, "auto")  # and what a config may say: "auto" is resolved when training starts
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 MAX_ITEMS = 64
 
@@ -79,7 +81,7 @@ RULES: dict[str, Rule] = {
     "model.basis_hidden": Rule(1, 4096),
     "model.basis_mlp_layers": Rule(0, 64),
     "model.basis_order": Rule(0, 20),
-    "model.field": Rule(choices=("mlp", "grid", "auto")),
+    "model.field": Rule(choices=FIELDS),
     "model.compositing": Rule(choices=("srgb", "linear")),
     "model.grid_levels": Rule(1, 32),
     "model.grid_features": Rule(1, 256),

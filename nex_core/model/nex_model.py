@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..io.config import ModelConfig
+from ..io.config_ranges import TRAINED_FIELDS
 from ..io.mpi_geometry import MPIGeometry
 from .fused_mlp import compute_dtype, fused_trunk, trunk_input
 from .grid_field import GridField
@@ -137,7 +138,7 @@ class NexModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, geom: MPIGeometry):
         super().__init__()
-        if cfg.field not in ("mlp", "grid"):
+        if cfg.field not in TRAINED_FIELDS:
             raise ValueError(f"model.field {cfg.field!r}: build the model with a resolved field, mlp or grid "
                              "(runtime.device.resolve_field chooses one for 'auto')")
         if geom.n_planes != cfg.layers * cfg.sublayers:

@@ -14,12 +14,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nex_core.io.config_ranges import TRAINED_FIELDS
 from nex_core.io.events import last_event
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = "shiny_demo"  # the shipped scene (data/scenes/shiny_demo): clean capture only, it has no phone variant
 CAPTURES = ("clean", "phone")
-FIELDS = ("mlp", "grid")
+FIELDS = TRAINED_FIELDS  # a cell names the network it trains, never "auto" (machine-dependent)
 APPEARANCES = ("off", "affine")
 
 
